@@ -1,0 +1,40 @@
+"""lifelong: continual learning for PyTorch models.
+
+    import lifelong
+    stream = lifelong.get_benchmark("split-mnist-5k", "class")
+    row = lifelong.run(lifelong.RunConfig(strategy="cumulative"), stream=stream)
+
+Heavy parts are imported on first use, so `import lifelong` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lifelong._version import __version__
+
+_LAZY = {
+    "Experience": "lifelong.data",
+    "Stream": "lifelong.data",
+    "TensorSet": "lifelong.data",
+    "get_benchmark": "lifelong.data",
+    "Strategy": "lifelong.strategies",
+    "Batch": "lifelong.strategies",
+    "build_strategies": "lifelong.strategies",
+    "register": "lifelong.strategies",
+    "RunConfig": "lifelong.experiment.run",
+    "run": "lifelong.experiment.run",
+    "TrainConfig": "lifelong.train",
+    "train_experience": "lifelong.train",
+    "build_model": "lifelong.models",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lifelong' has no attribute {name!r}")

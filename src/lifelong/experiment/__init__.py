@@ -1,0 +1,1 @@
+"""Experiments: run configs, executors, the result store and the comparison table."""

@@ -1,0 +1,192 @@
+"""One run: a benchmark (or stream), a scenario, a strategy spec, a model and a seed.
+
+`run(config)` trains through the stream, fills the accuracy matrix and returns one row of
+`results.json` (see DESIGN.md). Failures are caught by the executor, not here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+
+from lifelong import metrics
+from lifelong.data.experience import Stream
+from lifelong.strategies.registry import canonical_spec, parse_one, spec_params
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that shapes a run's result (and so its `run_id`)."""
+
+    benchmark: str = "split-mnist-5k"
+    scenario: str = "class"
+    strategy: str = "naive"
+    model: str = "mlp"
+    head: str = "fixed"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    epochs: int = 2
+    batch_size: int = 32
+    online: bool = False
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> torch.device:
+    """`cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available) -> a `torch.device`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto")
+    return torch.device(device)
+
+
+def run_id(config: RunConfig, strategy: str, fingerprint: str | None) -> str:
+    """A stable hash of everything that shapes the result (device and threads excluded)."""
+    key = asdict(config)
+    key.pop("device")
+    key.pop("threads")
+    key["strategy"] = strategy
+    key["data"] = fingerprint
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Parse `--model` (`mlp` or `mlp(hidden=(256,256))`)."""
+    return parse_one(spec)
+
+
+def run(
+    config: RunConfig, stream: Stream | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Train through the stream with `config`; return the run's `results.json` row."""
+    from lifelong.data.benchmarks import fingerprint, get_benchmark
+    from lifelong.models import build_model
+    from lifelong.strategies.registry import build_strategies
+    from lifelong.train import Evaluator, TrainConfig, train_experience
+
+    wall0 = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    strategies = build_strategies(config.strategy)
+    spec = canonical_spec(strategies)
+    if stream is None:
+        stream = get_benchmark(config.benchmark, config.scenario)
+    elif stream.scenario != config.scenario:
+        raise ValueError(
+            f"the stream is {stream.scenario!r} but the run asks for {config.scenario!r}"
+        )
+    for s in strategies:
+        if stream.scenario not in s.scenarios:
+            raise ValueError(
+                f"strategy {s.name!r} serves the {', '.join(s.scenarios)} scenario(s), "
+                f"not {stream.scenario!r}"
+            )
+    fp = stream.info.get("fingerprint") or fingerprint(stream)
+    tcfg = TrainConfig(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        optimizer=config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        online=config.online or stream.online,
+    )
+    if stream.online:
+        tcfg = replace(tcfg, batch_size=int(str(stream.info.get("online_batch_size", 10))))
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    stream = stream.to(device)
+    name, mparams = model_spec(config.model)
+    model = build_model(name, stream, head=config.head, **mparams).to(device)
+    evaluator = Evaluator(stream, tcfg.eval_batch_size)
+
+    t0 = time.perf_counter()
+    baseline = evaluator.row(model, strategies)
+    eval_s = time.perf_counter() - t0
+    train_s, matrix, optimizer = 0.0, [], None
+    T = len(stream)
+    for i, exp in enumerate(stream.experiences):
+        seen = (
+            stream.experiences
+            if any(s.sees_whole_stream for s in strategies)
+            else stream.experiences[: i + 1]
+        )
+
+        def on_epoch(e: int, n: int, i: int = i) -> None:
+            if progress:
+                progress(f"experience {i + 1}/{T} epoch {e}/{n}")
+
+        t0 = time.perf_counter()
+        model, optimizer = train_experience(
+            model, strategies, exp, seen, optimizer, tcfg, gen, on_epoch
+        )
+        _sync(device)
+        train_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        matrix.append(evaluator.row(model, strategies))
+        eval_s += time.perf_counter() - t0
+
+    return {
+        "run_id": run_id(config, spec, str(fp)),
+        "benchmark": stream.name if config.benchmark is None else config.benchmark,
+        "scenario": stream.scenario,
+        "strategy": spec,
+        "params": {
+            "model": config.model,
+            "head": config.head,
+            "optimizer": config.optimizer,
+            "lr": config.lr,
+            "momentum": config.momentum,
+            "weight_decay": config.weight_decay,
+            "epochs": tcfg.epochs,
+            "batch_size": tcfg.batch_size,
+            "online": tcfg.online,
+            "data_fingerprint": fp,
+            **spec_params(strategies),
+            **config.extra,
+        },
+        "seed": config.seed,
+        "status": "ok",
+        "error": None,
+        "n_experiences": T,
+        "accuracy_matrix": matrix,
+        "final_average_accuracy": metrics.final_average_accuracy(matrix),
+        "average_forgetting": metrics.average_forgetting(matrix),
+        "backward_transfer": metrics.backward_transfer(matrix),
+        "forward_transfer": metrics.forward_transfer(matrix, baseline),
+        "train_seconds": train_s,
+        "eval_seconds": eval_s,
+        "wall_seconds": time.perf_counter() - wall0,
+        "peak_memory_mb": peak_memory_mb(),
+        "_model": model,
+        "_strategies": strategies,
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process in MB (ru_maxrss: KB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024

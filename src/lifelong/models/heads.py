@@ -1,0 +1,85 @@
+"""Output heads: one head per task (task scenario) and a classifier that grows with new classes."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from lifelong.data.experience import Experience
+
+#: Logit given to classes outside a sample's task: exp() of it is 0 in float32/16/bf16,
+#: yet it stays finite, so distillation and MSE on logits never meet inf - inf.
+MASKED_LOGIT = -1e4
+
+
+class MultiHead(nn.Module):
+    """A backbone with one linear head per task, selected by each sample's task id.
+
+    All heads live in one weight tensor `[n_tasks, n_classes, in_features]`, so a batch
+    that mixes tasks (replay) costs one matrix product. Each head only scores its task's
+    classes (registered by `adapt_to` when the task's experience arrives); the other
+    logits are `MASKED_LOGIT`, so the usual cross-entropy on global labels trains exactly
+    the task's head, and `argmax` predicts among the task's classes.
+    """
+
+    takes_task = True
+    mask: Tensor
+
+    def __init__(self, backbone: nn.Module, in_features: int, n_tasks: int, n_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.n_tasks, self.n_classes = n_tasks, n_classes
+        self.weight = nn.Parameter(torch.empty(n_tasks, n_classes, in_features))
+        self.bias = nn.Parameter(torch.empty(n_tasks, n_classes))
+        bound = 1.0 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+        self.register_buffer("mask", torch.zeros(n_tasks, n_classes, dtype=torch.bool))
+
+    def adapt_to(self, experience: Experience) -> None:
+        """Open the head of `experience.task` for the experience's classes."""
+        if not 0 <= experience.task < self.n_tasks:
+            raise ValueError(f"task id {experience.task} is outside 0..{self.n_tasks - 1}")
+        self.mask[experience.task, list(experience.classes)] = True
+
+    def heads(self, features: Tensor, t: Tensor) -> Tensor:
+        """Logits `[B, n_classes]` of each sample's own task head."""
+        w = self.weight.flatten(0, 1)  # [T*C, F]
+        out = (features @ w.t() + self.bias.flatten()).view(-1, self.n_tasks, self.n_classes)
+        out = out.gather(1, t.view(-1, 1, 1).expand(-1, 1, self.n_classes)).squeeze(1)
+        return out.masked_fill(~self.mask[t], MASKED_LOGIT)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.heads(self.backbone(x), t)
+
+
+class IncrementalClassifier(nn.Module):
+    """A linear classifier whose output grows when an experience brings unseen classes.
+
+    Old rows are kept as they are; new rows are freshly initialised. Use it when the
+    number of classes is not known in advance.
+    """
+
+    def __init__(self, in_features: int, n_classes: int = 0) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.linear = nn.Linear(in_features, max(n_classes, 1))
+        self.n_classes = n_classes
+
+    def adapt_to(self, experience: Experience) -> None:
+        """Grow to cover every class of `experience` (no-op when none is new)."""
+        need = max(experience.classes) + 1
+        if need <= self.n_classes:
+            return
+        old = self.linear
+        new = nn.Linear(self.in_features, need).to(old.weight.device, old.weight.dtype)
+        with torch.no_grad():
+            if self.n_classes:
+                new.weight[: self.n_classes] = old.weight[: self.n_classes]
+                new.bias[: self.n_classes] = old.bias[: self.n_classes]
+        self.linear, self.n_classes = new, need
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x)

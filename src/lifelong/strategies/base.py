@@ -1,0 +1,138 @@
+"""The `Strategy` base class: a few optional hooks that each return a value, and `Batch`.
+
+A strategy overrides only the hooks it needs; the training loop calls a hook only on the
+strategies that override it (so an unused hook costs nothing per step). Hyper-parameters
+are the constructor's arguments, stored under the same names (scikit-learn style);
+learned state lives in attributes ending in `_` and round-trips through `state_dict`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from lifelong.data.experience import Experience, TensorSet
+
+#: Hooks a hybrid may override at most once: two strategies that both replace the
+#: training data, the loss, the gradients or the prediction cannot be combined.
+EXCLUSIVE_HOOKS = ("train_data", "loss", "grads", "predict")
+ALL_HOOKS = (
+    "train_data",
+    "begin",
+    "batch",
+    "loss",
+    "penalty",
+    "grads",
+    "after_step",
+    "end",
+    "predict",
+)
+
+
+@dataclass
+class Batch:
+    """One training batch. Rows `[:n_stream]` come from the stream; strategies may append
+    rows (replay) after them and keep per-row extras (e.g. stored logits) in `extras`."""
+
+    x: Tensor
+    y: Tensor
+    t: Tensor
+    n_stream: int
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Strategy:
+    """Base class of every continual-learning method. All hooks are optional.
+
+    Class attributes:
+    * `scenarios`: the scenarios the method serves (others are refused when a run starts).
+    * `sees_whole_stream`: only for oracle baselines (joint): `train_data` then receives
+      every experience of the stream, not just the ones seen so far.
+    """
+
+    name: ClassVar[str] = "strategy"
+    scenarios: ClassVar[tuple[str, ...]] = ("class", "domain", "task")
+    sees_whole_stream: ClassVar[bool] = False
+
+    # -- hooks ---------------------------------------------------------------------------
+    def train_data(self, experience: Experience, seen: Sequence[Experience]) -> TensorSet:
+        """Replace what is trained on during `experience` (cumulative, joint, GDumb)."""
+        return experience.train
+
+    def begin(self, model: nn.Module, experience: Experience) -> nn.Module:
+        """Adapt the model before training on `experience`; return the model to train.
+
+        If the returned model has other trainable parameters, the loop rebuilds the optimizer.
+        """
+        return model
+
+    def batch(self, batch: Batch) -> Batch:
+        """Return the batch to train on (replay mixes memory samples in)."""
+        return batch
+
+    def loss(self, model: nn.Module, batch: Batch, out: Tensor) -> Tensor:
+        """Replace the cross-entropy loss (ER-ACE, iCaRL)."""
+        return torch.nn.functional.cross_entropy(out, batch.y)
+
+    def penalty(self, model: nn.Module, batch: Batch, out: Tensor) -> Tensor:
+        """A term added to the loss (EWC, SI, LwF, DER)."""
+        return out.new_zeros(())
+
+    def grads(self, model: nn.Module) -> None:
+        """Project the gradients in `p.grad` after `backward` (GEM, A-GEM)."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Per-step bookkeeping after the optimizer step (SI)."""
+
+    def end(self, model: nn.Module, experience: Experience) -> None:
+        """After training on `experience`: Fisher, buffer fill, pruning."""
+
+    def predict(self, model: nn.Module, x: Tensor, t: Tensor) -> Tensor:
+        """Replace inference: return predicted class ids for inputs `x` with task ids `t`."""
+        from lifelong.train import forward
+
+        return forward(model, x, t).argmax(1)
+
+    # -- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Learned state: every attribute whose name ends in `_` (tensors, numbers, lists)."""
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if k.endswith("_") and not k.startswith("_") and k not in self.get_params()
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    # -- hyper-parameters ----------------------------------------------------------------
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """Constructor argument names (the hyper-parameters)."""
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        sig = inspect.signature(cls.__init__)
+        return [n for n, p in sig.parameters.items() if n != "self" and p.kind in kinds]
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyper-parameters as given to the constructor."""
+        return {k: getattr(self, k) for k in self.param_names()}
+
+    def clone(self) -> Strategy:
+        """A fresh, untrained strategy with the same hyper-parameters."""
+        return type(self)(**self.get_params())
+
+    def overrides(self, hook: str) -> bool:
+        """Whether this strategy replaces the base class's `hook`."""
+        return getattr(type(self), hook) is not getattr(Strategy, hook)
+
+    def __repr__(self) -> str:
+        from lifelong.strategies.registry import canonical_spec
+
+        return f"<{canonical_spec([self])}>"

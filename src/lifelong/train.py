@@ -1,0 +1,197 @@
+"""The one training loop, and evaluation into the accuracy matrix.
+
+    data -> strategies' batch -> forward -> loss (+ penalties) -> backward
+         -> strategies' grads -> step -> strategies' after_step
+
+In-memory data is batched by indexing tensors (no per-sample `DataLoader`). Progress and
+logging are callbacks around the loop, never the way methods hook in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lifelong.data.experience import Experience, Stream, TensorSet
+from lifelong.strategies.base import ALL_HOOKS, Batch, Strategy
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How each experience is trained. `online=True` forces one epoch (single pass);
+    `reset_optimizer` starts each experience with a fresh optimizer state."""
+
+    epochs: int = 1
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    eval_batch_size: int = 1024
+    online: bool = False
+    reset_optimizer: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
+            )
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+
+
+def forward(model: nn.Module, x: Tensor, t: Tensor) -> Tensor:
+    """Call `model` with task ids when it takes them (multi-head), without otherwise."""
+    return model(x, t) if getattr(model, "takes_task", False) else model(x)
+
+
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters the optimizer updates."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (with momentum) or Adam over the model's trainable parameters."""
+    params = trainable(model)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _same_params(optimizer: torch.optim.Optimizer, model: nn.Module) -> bool:
+    have = [p for g in optimizer.param_groups for p in g["params"]]
+    want = trainable(model)
+    return len(have) == len(want) and all(a is b for a, b in zip(have, want))
+
+
+class Hooks:
+    """For each hook, the strategies that override it (in hybrid order)."""
+
+    def __init__(self, strategies: Sequence[Strategy]) -> None:
+        for hook in ALL_HOOKS:
+            setattr(self, hook, [s for s in strategies if s.overrides(hook)])
+
+    train_data: list[Strategy]
+    begin: list[Strategy]
+    batch: list[Strategy]
+    loss: list[Strategy]
+    penalty: list[Strategy]
+    grads: list[Strategy]
+    after_step: list[Strategy]
+    end: list[Strategy]
+    predict: list[Strategy]
+
+
+def adapt_model(model: nn.Module, experience: Experience) -> None:
+    """Let heads that depend on the experience (multi-head, growing head) adapt to it."""
+    for m in model.modules():
+        adapt = getattr(m, "adapt_to", None)
+        if callable(adapt):
+            adapt(experience)
+
+
+def train_experience(
+    model: nn.Module,
+    strategies: Sequence[Strategy],
+    experience: Experience,
+    seen: Sequence[Experience],
+    optimizer: torch.optim.Optimizer | None,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """Train on one experience; return the (possibly adapted) model and its optimizer.
+
+    The optimizer (and its momentum) is rebuilt at each experience when
+    `cfg.reset_optimizer` (the default, as in most continual-learning work), and always when
+    the set of trainable parameters changed (a new head, a new column, frozen layers).
+    """
+    hooks = Hooks(strategies)
+    adapt_model(model, experience)
+    for s in hooks.begin:
+        model = s.begin(model, experience)
+    if optimizer is None or cfg.reset_optimizer or not _same_params(optimizer, model):
+        optimizer = make_optimizer(model, cfg)
+    data: TensorSet = experience.train
+    for s in hooks.train_data:
+        data = s.train_data(experience, seen)
+    n, bs, epochs = len(data), cfg.batch_size, 1 if cfg.online else cfg.epochs
+    device = data.x.device
+    model.train()
+    for epoch in range(epochs if n else 0):
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, bs):
+            idx = order[start : start + bs]
+            batch = Batch(data.x[idx], data.y[idx], data.t[idx], len(idx))
+            for s in hooks.batch:
+                batch = s.batch(batch)
+            out = forward(model, batch.x, batch.t)
+            loss = (
+                hooks.loss[0].loss(model, batch, out)
+                if hooks.loss
+                else F.cross_entropy(out, batch.y)
+            )
+            for s in hooks.penalty:
+                loss = loss + s.penalty(model, batch, out)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for s in hooks.grads:
+                s.grads(model)
+            optimizer.step()
+            for s in hooks.after_step:
+                s.after_step(model)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, epochs)
+    for s in hooks.end:
+        s.end(model, experience)
+    return model, optimizer
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, strategies: Sequence[Strategy], x: Tensor, t: Tensor, batch_size: int = 1024
+) -> Tensor:
+    """Predicted class ids for `x` (task ids `t`), using a strategy's `predict` if it has one."""
+    hooks = Hooks(strategies)
+    was_training = model.training
+    model.eval()
+    preds = []
+    for start in range(0, len(x), batch_size):
+        xb, tb = x[start : start + batch_size], t[start : start + batch_size]
+        if hooks.predict:
+            preds.append(hooks.predict[0].predict(model, xb, tb))
+        else:
+            preds.append(forward(model, xb, tb).argmax(1))
+    model.train(was_training)
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long, device=x.device)
+
+
+class Evaluator:
+    """Accuracy on every experience's test set in one pass over their concatenation."""
+
+    def __init__(self, stream: Stream, batch_size: int = 1024) -> None:
+        tests = [e.test for e in stream.experiences]
+        self.test = TensorSet.concat(tests)
+        self.owner = torch.cat(
+            [torch.full((len(s),), i, dtype=torch.long) for i, s in enumerate(tests)]
+        ).to(self.test.y.device)
+        self.sizes = torch.tensor([len(s) for s in tests], dtype=torch.float64)
+        self.batch_size = batch_size
+
+    def row(self, model: nn.Module, strategies: Sequence[Strategy]) -> list[float]:
+        """One row of the accuracy matrix: accuracy on each experience's test set."""
+        pred = predict(model, strategies, self.test.x, self.test.t, self.batch_size)
+        correct = torch.zeros(len(self.sizes), dtype=torch.float64, device=pred.device)
+        correct.index_add_(0, self.owner, (pred == self.test.y).double())
+        return (correct.cpu() / self.sizes).tolist()
