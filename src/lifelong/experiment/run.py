@@ -26,7 +26,12 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that shapes a run's result (and so its `run_id`)."""
+    """Everything that shapes a run's result (and so its `run_id`).
+
+    `benchmark` names a registered benchmark; `data` instead describes the user's own data
+    source (options of `lifelong.data.files.stream_from_files`); `data_dir` is where
+    file-based benchmarks live. `extra` holds further recorded parameters.
+    """
 
     benchmark: str = "split-mnist-5k"
     scenario: str = "class"
@@ -43,6 +48,8 @@ class RunConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
+    data: dict[str, Any] | None = None
+    data_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,6 +74,19 @@ def run_id(config: RunConfig, strategy: str, fingerprint: str | None) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def make_stream(config: RunConfig) -> Stream:
+    """The stream a config describes: the user's data source, or a named benchmark."""
+    if config.data is not None:
+        from lifelong.data.files import stream_from_files  # type: ignore[import-not-found,unused-ignore]
+
+        stream: Stream = stream_from_files(scenario=config.scenario, **config.data)
+        return stream
+    from lifelong.data.benchmarks import get_benchmark
+
+    options = {"data_dir": config.data_dir} if config.data_dir else {}
+    return get_benchmark(config.benchmark, config.scenario, **options)
+
+
 def model_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Parse `--model` (`mlp` or `mlp(hidden=(256,256))`)."""
     return parse_one(spec)
@@ -76,7 +96,7 @@ def run(
     config: RunConfig, stream: Stream | None = None, progress: Progress | None = None
 ) -> dict[str, Any]:
     """Train through the stream with `config`; return the run's `results.json` row."""
-    from lifelong.data.benchmarks import fingerprint, get_benchmark
+    from lifelong.data.benchmarks import fingerprint
     from lifelong.models import build_model
     from lifelong.strategies.registry import build_strategies
     from lifelong.train import Evaluator, TrainConfig, train_experience
@@ -88,7 +108,7 @@ def run(
     strategies = build_strategies(config.strategy)
     spec = canonical_spec(strategies)
     if stream is None:
-        stream = get_benchmark(config.benchmark, config.scenario)
+        stream = make_stream(config)
     elif stream.scenario != config.scenario:
         raise ValueError(
             f"the stream is {stream.scenario!r} but the run asks for {config.scenario!r}"
@@ -146,7 +166,7 @@ def run(
 
     return {
         "run_id": run_id(config, spec, str(fp)),
-        "benchmark": stream.name if config.benchmark is None else config.benchmark,
+        "benchmark": stream.name if config.data is not None else config.benchmark,
         "scenario": stream.scenario,
         "strategy": spec,
         "params": {
