@@ -126,14 +126,12 @@ def train_experience(
     data: TensorSet = experience.train
     for s in hooks.train_data:
         data = s.train_data(experience, seen)
-    n, bs, epochs = len(data), cfg.batch_size, 1 if cfg.online else cfg.epochs
-    device = data.x.device
+    n, epochs = len(data), 1 if cfg.online else cfg.epochs
     model.train()
     for epoch in range(epochs if n else 0):
-        order = torch.randperm(n, generator=generator).to(device)
-        for start in range(0, n, bs):
-            idx = order[start : start + bs]
-            batch = Batch(data.x[idx], data.y[idx], data.t[idx], len(idx))
+        order = torch.randperm(n, generator=generator)
+        for part in data.batches(order, cfg.batch_size):
+            batch = Batch(part.x, part.y, part.t, len(part.y))
             for s in hooks.batch:
                 batch = s.batch(batch)
             out = forward(model, batch.x, batch.t)

@@ -39,6 +39,16 @@ class TensorSet:
     def __getitem__(self, idx: Tensor | slice) -> TensorSet:
         return TensorSet(self.x[idx], self.y[idx], self.t[idx])
 
+    def batches(self, order: Tensor, batch_size: int) -> Iterator[TensorSet]:
+        """Yield the samples in `order`, `batch_size` at a time, by indexing the tensors.
+
+        Disk-backed sets implement the same method with a `DataLoader` instead; the
+        training loop only relies on this method, `len()` and `to()`.
+        """
+        order = order.to(self.x.device)
+        for start in range(0, len(order), batch_size):
+            yield self[order[start : start + batch_size]]
+
     def to(self, device: torch.device | str) -> TensorSet:
         """Return a copy on `device` (the same object when it already lives there)."""
         if self.x.device == torch.device(device):

@@ -99,6 +99,15 @@ class Strategy:
         return forward(model, x, t).argmax(1)
 
     # -- state ---------------------------------------------------------------------------
+    def rebuild(self, model: nn.Module) -> nn.Module:
+        """Give a freshly built base model the architecture this strategy's (loaded) state
+        implies, e.g. PNN's columns, before the trained weights are loaded into it.
+
+        Only strategies whose `begin` changes the model's structure override it; the
+        checkpoint loader calls it after `load_state_dict`.
+        """
+        return model
+
     def state_dict(self) -> dict[str, Any]:
         """Learned state: every attribute whose name ends in `_` (tensors, numbers, lists)."""
         return {
