@@ -166,7 +166,7 @@ def run(
 
     return {
         "run_id": run_id(config, spec, str(fp)),
-        "benchmark": stream.name if config.data is not None else config.benchmark,
+        "benchmark": stream.name,
         "scenario": stream.scenario,
         "strategy": spec,
         "params": {
