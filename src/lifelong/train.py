@@ -9,6 +9,7 @@ logging are callbacks around the loop, never the way methods hook in.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,12 +21,14 @@ from lifelong.data.experience import Experience, Stream, TensorSet
 from lifelong.strategies.base import ALL_HOOKS, Batch, Strategy
 
 OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How each experience is trained. `online=True` forces one epoch (single pass);
-    `reset_optimizer` starts each experience with a fresh optimizer state."""
+    `reset_optimizer` starts each experience with a fresh optimizer state; `precision="bf16"`
+    runs forward and loss under bfloat16 autocast (weights and optimizer stay float32)."""
 
     epochs: int = 1
     batch_size: int = 32
@@ -36,6 +39,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     online: bool = False
     reset_optimizer: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -47,6 +51,10 @@ class TrainConfig:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}"
+            )
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
 
@@ -127,6 +135,7 @@ def train_experience(
     for s in hooks.train_data:
         data = s.train_data(experience, seen)
     n, epochs = len(data), 1 if cfg.online else cfg.epochs
+    autocast = _autocast(cfg, model)
     model.train()
     for epoch in range(epochs if n else 0):
         order = torch.randperm(n, generator=generator)
@@ -134,14 +143,15 @@ def train_experience(
             batch = Batch(part.x, part.y, part.t, len(part.y))
             for s in hooks.batch:
                 batch = s.batch(batch)
-            out = forward(model, batch.x, batch.t)
-            loss = (
-                hooks.loss[0].loss(model, batch, out)
-                if hooks.loss
-                else F.cross_entropy(out, batch.y)
-            )
-            for s in hooks.penalty:
-                loss = loss + s.penalty(model, batch, out)
+            with autocast:
+                out = forward(model, batch.x, batch.t)
+                loss = (
+                    hooks.loss[0].loss(model, batch, out)
+                    if hooks.loss
+                    else F.cross_entropy(out, batch.y)
+                )
+                for s in hooks.penalty:
+                    loss = loss + s.penalty(model, batch, out)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for s in hooks.grads:
@@ -154,6 +164,15 @@ def train_experience(
     for s in hooks.end:
         s.end(model, experience)
     return model, optimizer
+
+
+def _autocast(cfg: TrainConfig, model: nn.Module) -> contextlib.AbstractContextManager[object]:
+    """bfloat16 autocast on the model's device type when asked, else a no-op context."""
+    if cfg.precision != "bf16":
+        return contextlib.nullcontext()
+    param = next(model.parameters(), None)
+    device_type = param.device.type if param is not None else "cpu"
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
 
 
 @torch.no_grad()
