@@ -1,0 +1,512 @@
+"""`lifelong tune`: search a strategy's hyper-parameters with Optuna, on validation data only.
+
+The protocol, explicit so that a tuned number can be trusted:
+
+1. Each experience's training data is split into train and validation
+   (`lifelong.data.with_validation`, `valid_fraction` of it, stratification-free random
+   split with the run's seed). The stream is cut to its first K experiences
+   (`tune_experiences`, default all) and every test set is replaced by a guard that raises
+   `TestSetAccessError` on any use: no test data can reach the objective.
+2. Each trial trains a fresh model through the K experiences with `train_experience`
+   (same seed, model and optimizer settings for every trial). After experience i it
+   reports the mean validation accuracy over all K experiences (those not trained yet
+   included) to the pruner (`MedianPruner`: a trial whose best report so far is below the
+   median of completed trials at the same experience is stopped). The objective is that
+   mean after the last experience, the average validation accuracy. (The mean over the
+   experiences seen so far would fall as old ones are forgotten, so the best report of every
+   trial would be its first one and nothing would ever be pruned.)
+3. The best setting is printed as a ready strategy spec (paste it into
+   `lifelong compare --strategies`) and saved in `OUT/best.json`. With `evaluate`, it is
+   then run once per seed on the whole stream (all experiences, full training data) and
+   scored on the test sets with `run()`; rows go to `OUT/results.json`.
+
+Studies live in an Optuna storage (default `sqlite:///OUT/study.db`; any RDB URL works), so
+running the same command again resumes the study and adds trials to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch-free at import time, so `lifelong --help` stays quick
+    import optuna
+    from torch import nn
+
+    from lifelong.data.experience import Stream, TensorSet
+    from lifelong.experiment.run import RunConfig
+    from lifelong.strategies.base import Strategy
+
+Log = Callable[[str], None]
+
+
+class TestSetAccessError(RuntimeError):
+    """Raised when tuning code touches a test set (tuning must see validation data only)."""
+
+    __test__ = False  # not a pytest test class
+
+
+class WithheldTestSet:
+    """Stands in for an experience's test set while tuning: any use of it raises."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        object.__setattr__(self, "index", index)
+
+    def _refuse(self, what: str) -> TestSetAccessError:
+        return TestSetAccessError(
+            f"the test set of experience {self.index} was accessed ({what}) during tuning; "
+            "tuning may use training and validation data only"
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        raise self._refuse(f"attribute {name!r}")
+
+    def __len__(self) -> int:
+        raise self._refuse("len()")
+
+    def __getitem__(self, idx: Any) -> Any:
+        raise self._refuse("indexing")
+
+    def __iter__(self) -> Any:
+        raise self._refuse("iteration")
+
+    def __bool__(self) -> bool:
+        raise self._refuse("truth value")
+
+    def __repr__(self) -> str:
+        return f"<test set of experience {self.index}: withheld while tuning>"
+
+
+def guard_stream(stream: Stream) -> Stream:
+    """The stream with every experience's test set replaced by a `WithheldTestSet`."""
+    exps = tuple(replace(e, test=WithheldTestSet(e.index)) for e in stream.experiences)  # type: ignore[arg-type]
+    return replace(stream, experiences=exps)
+
+
+@dataclass(frozen=True)
+class ParamSpace:
+    """The range of one hyper-parameter: `low`..`high` (log-scaled if `log`), or `choices`."""
+
+    name: str
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    integer: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """Draw this parameter's value for `trial`."""
+        if self.choices:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.integer:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+
+def parse_param(text: str) -> ParamSpace:
+    """Parse `--param`: `NAME=LOW:HIGH`, `NAME=log:LOW:HIGH`, `NAME=int:LOW:HIGH`,
+    `NAME=int:log:LOW:HIGH` or `NAME=A|B|C` (a choice among values)."""
+    from lifelong.strategies.registry import parse_value
+
+    name, eq, body = text.partition("=")
+    name = name.strip()
+    if not eq or not name or not body.strip():
+        raise ValueError(f"malformed --param {text!r}: expected NAME=LOW:HIGH, e.g. 'alpha=0.1:2'")
+    if "|" in body:
+        choices = tuple(parse_value(c.strip()) for c in body.split("|"))
+        return ParamSpace(name, choices=choices)
+    parts = [p.strip() for p in body.split(":")]
+    flags = {p for p in parts[:-2] if p in ("log", "int")}
+    if len(parts) < 2 or len(flags) != len(parts) - 2:
+        raise ValueError(
+            f"malformed --param {text!r}: expected NAME=[int:][log:]LOW:HIGH or NAME=A|B|C"
+        )
+    try:
+        low, high = float(parts[-2]), float(parts[-1])
+    except ValueError:
+        raise ValueError(f"--param {text!r}: LOW and HIGH must be numbers") from None
+    if not low < high:
+        raise ValueError(f"--param {text!r}: LOW must be below HIGH")
+    if "log" in flags and low <= 0:
+        raise ValueError(f"--param {text!r}: a log range needs LOW > 0")
+    return ParamSpace(name, low, high, log="log" in flags, integer="int" in flags)
+
+
+def check_spaces(
+    strategy: str, spaces: Sequence[ParamSpace]
+) -> tuple[str, dict[str, Any], tuple[ParamSpace, ...]]:
+    """Parse the base spec (`name` or `name(fixed=...)`) and check each tuned parameter is a
+    hyper-parameter of it; integer-annotated ones are drawn as integers."""
+    from lifelong.strategies.registry import parse_one, registry, split_top_level
+
+    if len(split_top_level(strategy, "+")) != 1:
+        raise ValueError(f"tune one strategy at a time, got the hybrid {strategy!r}")
+    name, fixed = parse_one(strategy)
+    reg = registry()
+    if name not in reg:
+        raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(sorted(reg))}")
+    cls = reg[name]
+    hints = typing.get_type_hints(cls.__init__)
+    valid = {("lambda" if a == "lambda_" else a): a for a in cls.param_names()}
+    if not spaces:
+        raise ValueError("give at least one --param to tune")
+    out = []
+    for sp in spaces:
+        if sp.name not in valid:
+            names = ", ".join(valid) or "(none)"
+            raise ValueError(f"strategy {name!r} has no parameter {sp.name!r}; valid: {names}")
+        if sp.name in fixed:
+            raise ValueError(f"{sp.name!r} is both fixed in {strategy!r} and tuned")
+        if not sp.choices and hints.get(valid[sp.name]) is int:
+            sp = replace(sp, integer=True)
+        if sp.integer and (sp.low != int(sp.low) or sp.high != int(sp.high)):
+            raise ValueError(f"{name}.{sp.name} is an integer; got the range {sp.low}:{sp.high}")
+        out.append(sp)
+    if len({sp.name for sp in out}) != len(out):
+        raise ValueError("each --param may be given once")
+    return name, fixed, tuple(out)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """A tuning study: the training settings (`run`, whose `strategy` is the base spec),
+    the search space, and the study's storage. See the module docstring for the protocol."""
+
+    run: RunConfig
+    params: tuple[ParamSpace, ...]
+    trials: int = 20
+    storage: str | None = None
+    study_name: str | None = None
+    tune_experiences: int | None = None
+    valid_fraction: float = 0.1
+    out: str | None = None
+    evaluate: bool = False
+    seeds: tuple[int, ...] = ()
+    pruner_startup_trials: int = 5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The study's name (default `<benchmark>-<scenario>-<strategy>`)."""
+        base = self.run.strategy.partition("(")[0].strip()
+        return self.study_name or f"{self.run.benchmark}-{self.run.scenario}-{base}"
+
+    @property
+    def out_dir(self) -> Path:
+        """Where best.json (and the default SQLite study) go."""
+        return Path(self.out or f"runs/tune-{self.name}")
+
+    @property
+    def storage_url(self) -> str:
+        """The Optuna storage URL (default: SQLite in the output folder)."""
+        return self.storage or f"sqlite:///{(self.out_dir / 'study.db').resolve()}"
+
+    def protocol(self) -> dict[str, Any]:
+        """What a resumed study must share with the one it continues."""
+        r = self.run
+        return {
+            "benchmark": r.benchmark,
+            "scenario": r.scenario,
+            "strategy": r.strategy,
+            "params": [p.name for p in self.params],
+            "tune_experiences": self.tune_experiences,
+            "valid_fraction": self.valid_fraction,
+            "objective": "mean validation accuracy on the tuned experiences after the last one",
+            "model": r.model,
+            "head": r.head,
+            "optimizer": r.optimizer,
+            "lr": r.lr,
+            "momentum": r.momentum,
+            "weight_decay": r.weight_decay,
+            "epochs": r.epochs,
+            "batch_size": r.batch_size,
+            "seed": r.seed,
+        }
+
+
+def tuning_stream(config: TuneConfig) -> Stream:
+    """The stream trials train on: validation carved out, cut to K experiences, test
+    sets withheld (guarded)."""
+    from lifelong.data import with_validation
+    from lifelong.experiment.run import make_stream, resolve_device
+
+    stream = with_validation(make_stream(config.run), config.valid_fraction, config.run.seed)
+    k = config.tune_experiences or len(stream)
+    if not 1 <= k <= len(stream):
+        raise ValueError(f"--tune-experiences must be in 1..{len(stream)}, got {k}")
+    stream = replace(stream, experiences=stream.experiences[:k])
+    return guard_stream(stream.to(resolve_device(config.run.device)))
+
+
+def validation_sets(stream: Stream) -> list[TensorSet]:
+    """The data the objective is scored on: each experience's validation split."""
+    sets = [e.valid for e in stream.experiences]
+    if any(s is None for s in sets):
+        raise ValueError("the tuning stream has experiences without a validation split")
+    return [s for s in sets if s is not None]
+
+
+def validation_accuracy(model: nn.Module, strategies: Sequence[Strategy], data: TensorSet) -> float:
+    """Accuracy of the model (with the strategies' `predict`) on one validation set."""
+    from lifelong.train import predict
+
+    pred = predict(model, strategies, data.x, data.t)
+    return float((pred == data.y).double().mean())
+
+
+def make_objective(
+    config: TuneConfig, stream: Stream, name: str, fixed: dict[str, Any]
+) -> Callable[[optuna.Trial], float]:
+    """The Optuna objective: train through `stream` with the trial's setting; after each
+    experience, report the mean validation accuracy over all K tuned experiences (for the
+    pruner; the last report is the objective)."""
+    import optuna
+    import torch
+
+    from lifelong.experiment.run import model_spec, resolve_device
+    from lifelong.models import build_model
+    from lifelong.strategies.registry import build_one, canonical_spec
+    from lifelong.train import TrainConfig, train_experience
+
+    r = config.run
+    tcfg = TrainConfig(
+        epochs=r.epochs,
+        batch_size=r.batch_size,
+        optimizer=r.optimizer,
+        lr=r.lr,
+        momentum=r.momentum,
+        weight_decay=r.weight_decay,
+        online=r.online or stream.online,
+    )
+    device = resolve_device(r.device)
+    mname, mparams = model_spec(r.model)
+
+    def objective(trial: optuna.Trial) -> float:
+        strategy = build_one(name, {**fixed, **{p.name: p.suggest(trial) for p in config.params}})
+        trial.set_user_attr("spec", canonical_spec([strategy]))
+        strategies = [strategy] if strategy.name != "naive" else []
+        torch.manual_seed(r.seed)
+        gen = torch.Generator().manual_seed(r.seed)
+        model = build_model(mname, stream, head=r.head, **mparams).to(device)
+        valid = validation_sets(stream)
+        optimizer, value = None, 0.0
+        for i, exp in enumerate(stream.experiences):
+            whole = any(s.sees_whole_stream for s in strategies)
+            seen = stream.experiences if whole else stream.experiences[: i + 1]
+            model, optimizer = train_experience(model, strategies, exp, seen, optimizer, tcfg, gen)
+            accs = [validation_accuracy(model, strategies, v) for v in valid]
+            value = sum(accs) / len(accs)
+            trial.report(value, i)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after experience {i}: {value:.4f}")
+        return value
+
+    return objective
+
+
+def open_study(config: TuneConfig) -> optuna.Study:
+    """Create the study, or load it from its storage (checking it follows the same protocol)."""
+    import optuna
+
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(
+        study_name=config.name,
+        storage=config.storage_url,
+        direction="maximize",
+        load_if_exists=True,
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=config.pruner_startup_trials, n_warmup_steps=1
+        ),
+    )
+    protocol = json.loads(json.dumps(config.protocol()))
+    stored = study.user_attrs.get("protocol")
+    if stored is None:
+        study.set_user_attr("protocol", protocol)
+    elif stored != protocol:
+        diff = sorted(
+            k for k in protocol.keys() | stored.keys() if protocol.get(k) != stored.get(k)
+        )
+        raise ValueError(
+            f"study {config.name!r} in {config.storage_url} was tuned with other settings "
+            f"({', '.join(diff)}); use another --study-name or the same settings"
+        )
+    # a fresh seed per resumption, so a resumed study does not replay the same draws
+    study.sampler = optuna.samplers.TPESampler(seed=config.run.seed + len(study.trials))
+    return study
+
+
+def tune(config: TuneConfig, log: Log | None = None) -> dict[str, Any]:
+    """Run `config.trials` more trials of the study; write and return `best.json`'s content."""
+    import optuna
+
+    name, fixed, spaces = check_spaces(config.run.strategy, config.params)
+    config = replace(config, params=spaces)
+    if config.trials < 1:
+        raise ValueError(f"trials must be >= 1, got {config.trials}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial, ours
+    stream = tuning_stream(config)
+    study = open_study(config)
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if log:
+            value = "-" if trial.value is None else f"{trial.value:.4f}"
+            spec = trial.user_attrs.get("spec", "")
+            log(f"trial {trial.number}: {trial.state.name.lower()} {spec} validation {value}")
+
+    study.optimize(make_objective(config, stream, name, fixed), config.trials, callbacks=[report])
+    return save_best(config, study, log)
+
+
+def save_best(config: TuneConfig, study: optuna.Study, log: Log | None) -> dict[str, Any]:
+    """Write `best.json` (and, with `evaluate`, the test-set evaluation and results.json)."""
+    from optuna.trial import TrialState
+
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    if not done:
+        raise ValueError(f"no trial of study {config.name!r} has completed yet")
+    best = study.best_trial
+    states = [t.state for t in study.trials]
+    record: dict[str, Any] = {
+        "spec": best.user_attrs["spec"],
+        "params": best.params,
+        "validation_accuracy": best.value,
+        "best_trial": best.number,
+        "study_name": config.name,
+        "storage": config.storage_url,
+        "trials": {
+            "total": len(states),
+            "complete": states.count(TrialState.COMPLETE),
+            "pruned": states.count(TrialState.PRUNED),
+            "failed": states.count(TrialState.FAIL),
+        },
+        "protocol": config.protocol(),
+    }
+    if config.evaluate:
+        record["evaluation"] = evaluate(config, record["spec"], log)
+    path = config.out_dir / "best.json"
+    path.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def evaluate(config: TuneConfig, spec: str, log: Log | None = None) -> list[dict[str, Any]]:
+    """Run `spec` on the whole stream (test sets) once per seed; write OUT/results.json."""
+    from lifelong.experiment.compare import provenance, run_all, write_results
+
+    seeds = config.seeds or (config.run.seed,)
+    configs = [replace(config.run, strategy=spec, seed=s) for s in seeds]
+    rows = run_all(configs, isolate=False, quiet=log is None)
+    write_results(config.out_dir, rows, provenance(config.run.device, config.run.threads))
+    keep = ("seed", "status", "final_average_accuracy", "average_forgetting", "error")
+    return [{k: r.get(k) for k in keep} for r in rows]
+
+
+# -- command line ----------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of `lifelong tune`."""
+    p.add_argument("--benchmark", default="split-mnist-5k", help="benchmark name")
+    p.add_argument("--scenario", default=None, help="class, domain or task (default: first)")
+    p.add_argument("--strategy", required=True, help="strategy to tune: NAME or NAME(fixed=..)")
+    p.add_argument(
+        "--param",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="a range to search: NAME=LOW:HIGH, NAME=log:LOW:HIGH, NAME=int:LOW:HIGH or NAME=A|B",
+    )
+    p.add_argument("--trials", type=int, default=20, help="trials to add to the study (20)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (sqlite:///OUT/study.db)")
+    p.add_argument("--study-name", default=None, help="default BENCHMARK-SCENARIO-STRATEGY")
+    p.add_argument(
+        "--tune-experiences", type=int, default=None, help="tune on the first K experiences"
+    )
+    p.add_argument("--valid-fraction", type=float, default=0.1, help="validation share (0.1)")
+    p.add_argument(
+        "--evaluate", action="store_true", help="then run the best setting on the test sets"
+    )
+    p.add_argument("--seeds", default=None, help="evaluation seeds, e.g. 0,1,2 (default --seed)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every trial (0)")
+    p.add_argument("--model", default="mlp")
+    p.add_argument("--head", default="fixed", choices=["fixed", "grow"])
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--out", default=None, help="output folder (default runs/tune-STUDY)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def config_from_args(args: argparse.Namespace) -> TuneConfig:
+    """Build a `TuneConfig` from `lifelong tune`'s arguments."""
+    from lifelong.data.benchmarks import BENCHMARKS
+    from lifelong.experiment.run import RunConfig
+
+    if args.benchmark not in BENCHMARKS:
+        known = ", ".join(sorted(BENCHMARKS))
+        raise ValueError(f"unknown benchmark {args.benchmark!r}; expected one of {known}")
+    try:
+        seeds = tuple(int(s) for s in (args.seeds or "").split(",") if s.strip())
+    except ValueError:
+        raise ValueError(
+            f"--seeds must be integers separated by commas, got {args.seeds!r}"
+        ) from None
+    run = RunConfig(
+        benchmark=args.benchmark,
+        scenario=args.scenario or BENCHMARKS[args.benchmark].scenarios[0],
+        strategy=args.strategy,
+        model=args.model,
+        head=args.head,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+    )
+    return TuneConfig(
+        run=run,
+        params=tuple(parse_param(p) for p in args.param),
+        trials=args.trials,
+        storage=args.storage,
+        study_name=args.study_name,
+        tune_experiences=args.tune_experiences,
+        valid_fraction=args.valid_fraction,
+        out=args.out,
+        evaluate=args.evaluate,
+        seeds=seeds,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """`lifelong tune`: progress on stderr; the best spec alone on stdout."""
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    config = config_from_args(args)
+    best = tune(config, None if args.quiet else log)
+    t = best["trials"]
+    log(
+        f"best of {t['total']} trials ({t['complete']} complete, {t['pruned']} pruned) in study "
+        f"{best['study_name']!r}: validation accuracy {best['validation_accuracy']:.4f}"
+    )
+    for row in best.get("evaluation", []):
+        acc = row["final_average_accuracy"]
+        log(f"test evaluation seed={row['seed']}: " + ("failed" if acc is None else f"{acc:.4f}"))
+    log(
+        f"saved: {config.out_dir / 'best.json'}; use it with: lifelong compare --strategies '{best['spec']}'"
+    )
+    print(best["spec"])
+    return 0
