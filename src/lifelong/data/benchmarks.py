@@ -64,7 +64,8 @@ def get_benchmark(name: str, scenario: str | None = None, **options: object) -> 
             f"it defines {', '.join(info.scenarios)}"
         )
     stream = info.build(scenario, **options)
-    return replace(stream, info=dict(stream.info, fingerprint=fingerprint(stream)))
+    fp = stream.info.get("fingerprint") or fingerprint(stream)
+    return replace(stream, info=dict(stream.info, fingerprint=fp))
 
 
 def fingerprint(stream: Stream) -> str:

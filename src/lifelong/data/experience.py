@@ -62,6 +62,8 @@ class TensorSet:
             raise ValueError("TensorSet.concat needs at least one set")
         if len(parts) == 1:
             return parts[0]
+        if not any(isinstance(p, TensorSet) for p in parts):  # disk-backed sets stay on disk
+            return type(parts[0]).concat(parts)
         return TensorSet(
             torch.cat([p.x for p in parts]),
             torch.cat([p.y for p in parts]),
@@ -122,7 +124,9 @@ class Stream:
     @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one input sample (without the batch dimension)."""
-        return tuple(self.experiences[0].train.x.shape[1:])
+        train = self.experiences[0].train
+        shape = getattr(train, "sample_shape", None)  # disk-backed sets know it without reading
+        return tuple(shape) if shape is not None else tuple(train.x.shape[1:])
 
     def to(self, device: torch.device | str) -> Stream:
         """Return the stream with every experience's tensors on `device`."""

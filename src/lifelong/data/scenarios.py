@@ -277,22 +277,28 @@ def with_validation(stream: Stream, fraction: float = 0.1, seed: int = 0) -> Str
     return replace(stream, experiences=tuple(exps))
 
 
+def _shape(s: TensorSet) -> tuple[int, ...]:
+    shape = getattr(s, "sample_shape", None)
+    return tuple(shape) if shape is not None else tuple(s.x.shape[1:])
+
+
 def validate_stream(stream: Stream) -> None:
     """Refuse streams that would give silently wrong results, naming the bad value."""
     if not stream.experiences:
         raise ValueError(f"stream {stream.name!r} has no experiences")
     _check_scenario(stream.scenario)
-    shape = stream.experiences[0].train.x.shape[1:]
+    shape = _shape(stream.experiences[0].train)
     for e in stream.experiences:
         for part, s in (("train", e.train), ("test", e.test)):
             if len(s) == 0:
                 raise ValueError(f"experience {e.index} has an empty {part} set")
-            if s.x.shape[1:] != shape:
+            if _shape(s) != shape:
                 raise ValueError(
-                    f"experience {e.index} {part} features have shape {tuple(s.x.shape[1:])}, "
+                    f"experience {e.index} {part} features have shape {_shape(s)}, "
                     f"but experience 0 has {tuple(shape)}"
                 )
-            if s.x.is_floating_point() and not torch.isfinite(s.x).all():
+            in_memory = isinstance(s, TensorSet)  # disk-backed sets check while caching
+            if in_memory and s.x.is_floating_point() and not torch.isfinite(s.x).all():
                 bad = int((~torch.isfinite(s.x)).flatten(1).any(1).nonzero()[0, 0])
                 raise ValueError(
                     f"experience {e.index} {part} sample {bad} has NaN or inf features"

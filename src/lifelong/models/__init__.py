@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -34,19 +35,64 @@ def _mlp(stream: Stream, hidden: tuple[int, ...] = (400, 400), dropout: float = 
     return MLP(math.prod(stream.input_shape), stream.n_classes, hidden, dropout)
 
 
-def build_model(name: str, stream: Stream, head: str = "fixed", **params: Any) -> nn.Module:
+def build_model(
+    name: str | Callable[..., nn.Module], stream: Stream, head: str = "fixed", **params: Any
+) -> nn.Module:
     """Build model `name` for `stream`, with the head its scenario needs.
+
+    `name` is a registered model (`MODELS`), a `"module:factory"` string (e.g.
+    `"mypkg.nets:make_net"`) or a Python callable. A user factory is called as
+    `factory(input_shape=stream.input_shape, n_classes=stream.n_classes, **params)` and
+    returns any `torch.nn.Module` mapping a batch of inputs to `n_classes` logits (give it
+    `backbone`, `feature_size` and `head` attributes to allow `head="grow"`).
 
     In the task scenario the head is a `MultiHead` (one head per task). Otherwise one head
     covers every class: `head="fixed"` sizes it for `stream.n_classes` up front,
     `head="grow"` uses an `IncrementalClassifier` that grows as classes appear.
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(sorted(MODELS))}")
     if head not in ("fixed", "grow"):
         raise ValueError(f"unknown head {head!r}; expected 'fixed' or 'grow'")
-    model = MODELS[name](stream, **params)
+    if callable(name) or ":" in name:
+        factory = resolve_factory(name)
+        model = factory(input_shape=tuple(stream.input_shape), n_classes=stream.n_classes, **params)
+        if not isinstance(model, nn.Module):
+            raise ValueError(
+                f"model factory {name!r} returned {type(model).__name__}, not an nn.Module"
+            )
+    elif name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(sorted(MODELS))}")
+    else:
+        model = MODELS[name](stream, **params)
     return with_heads(model, stream, head)
+
+
+def resolve_factory(spec: str | Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """A model factory from a callable or a `"module:attr"` string (attr may be dotted)."""
+    if callable(spec):
+        return spec
+    module, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module.strip())
+    except ImportError as e:
+        raise ValueError(f"cannot import module {module!r} of model {spec!r}: {e}") from None
+    for part in attr.strip().split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"module {module!r} has no {attr!r} (model {spec!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"model {spec!r} is not callable")
+    return obj
+
+
+def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Parse `--model`: `mlp`, `mlp(hidden=(256,256))` or `pkg.mod:factory(width=64)`."""
+    from lifelong.strategies.registry import parse_one
+
+    head, paren, rest = spec.strip().partition("(")
+    if ":" not in head:
+        return parse_one(spec)
+    _, params = parse_one("factory" + paren + rest)
+    return head.strip(), params
 
 
 def with_heads(model: nn.Module, stream: Stream, head: str = "fixed") -> nn.Module:
@@ -64,13 +110,19 @@ def with_heads(model: nn.Module, stream: Stream, head: str = "fixed") -> nn.Modu
     return model
 
 
+from lifelong.models import resnet as resnet  # noqa: E402 - registers the ResNet-18 models
+from lifelong.models.resnet import ResNet18  # noqa: E402
+
 __all__ = [
     "MASKED_LOGIT",
     "MLP",
     "MODELS",
     "IncrementalClassifier",
     "MultiHead",
+    "ResNet18",
     "build_model",
+    "parse_model_spec",
     "register_model",
+    "resolve_factory",
     "with_heads",
 ]
