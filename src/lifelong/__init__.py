@@ -27,6 +27,8 @@ _LAZY = {
     "TrainConfig": "lifelong.train",
     "train_experience": "lifelong.train",
     "build_model": "lifelong.models",
+    "load": "lifelong.predictor",
+    "Predictor": "lifelong.predictor",
 }
 
 __all__ = ["__version__", *_LAZY]

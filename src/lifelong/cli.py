@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from collections.abc import Sequence
 
 DEFAULT_STRATEGIES = "naive,cumulative,joint"
@@ -43,117 +41,102 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    c = sub.add_parser("compare", help="run strategies on a benchmark and compare them")
-    c.add_argument(
-        "--benchmark", default="split-mnist-5k", help="benchmark name (see `lifelong benchmarks`)"
+    c = sub.add_parser(
+        "compare",
+        help="run strategies on a benchmark (or an experiment file) and compare them",
+        description="Run a grid of runs, resumably: rerunning the same command skips the "
+        "runs already saved in the output folder. `lifelong init` writes an example file.",
     )
-    c.add_argument(
-        "--scenario", default=None, help="class, domain or task (default: the benchmark's first)"
-    )
-    c.add_argument(
-        "--strategies",
-        default=DEFAULT_STRATEGIES,
-        help=f"comma-separated strategy specs, e.g. 'naive,ewc(lambda=100)' (default {DEFAULT_STRATEGIES})",
-    )
-    c.add_argument("--model", default="mlp", help="model spec, e.g. mlp or 'mlp(hidden=(256,256))'")
-    c.add_argument(
-        "--head",
-        default="fixed",
-        choices=["fixed", "grow"],
-        help="class/domain head: sized up front, or growing with new classes",
-    )
-    c.add_argument("--epochs", type=_positive, default=2)
-    c.add_argument("--batch-size", type=_positive, default=32)
-    c.add_argument("--lr", type=float, default=0.01)
-    c.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    c.add_argument("--momentum", type=float, default=0.9)
-    c.add_argument("--weight-decay", type=float, default=0.0)
-    c.add_argument("--online", action="store_true", help="single pass over each experience")
-    c.add_argument(
-        "--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)"
-    )
-    c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    c.add_argument("--threads", type=_positive, default=None, help="torch threads per run")
-    c.add_argument(
-        "--workers",
-        type=_positive,
-        default=None,
-        help="runs at once, each in its own process (default: 2 on >= 2 cores, else 1)",
-    )
-    c.add_argument("--out", default=None, help="output folder (default runs/compare-TIMESTAMP)")
-    c.add_argument("--quiet", action="store_true", help="no progress lines")
+    from lifelong.experiment.config import add_compare_options
+
+    add_compare_options(c)
+    _add_data_options(c)
+
+    ini = sub.add_parser("init", help="write a commented example experiment file")
+    ini.add_argument("path", nargs="?", default="experiment.yaml", help="default experiment.yaml")
+    ini.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     sub.add_parser("benchmarks", help="list the benchmarks, one line each")
     sub.add_parser("strategies", help="list the strategies, one line each")
+
+    pr = sub.add_parser("predict", help="predict with the model a run saved")
+    pr.add_argument("run_dir", help="a run's folder (the one holding model/)")
+    pr.add_argument("--data", required=True, help="inputs: .npz (array x), .npy or .csv")
+    pr.add_argument("--out", default=None, help="CSV to write (default: standard output)")
+    pr.add_argument("--task", type=int, default=None, help="task id (task scenario)")
+    pr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+
+    from lifelong.experiment import report, tune  # standard library only at import
+
+    report.add_arguments(sub.add_parser("report", help="HTML and Markdown report of a sweep"))
+    tune.add_arguments(
+        sub.add_parser("tune", help="tune a strategy's hyper-parameters on validation data")
+    )
     return p
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """`lifelong compare`: run the grid, print the table, write results.json."""
-    from lifelong.data.benchmarks import BENCHMARKS
-    from lifelong.experiment.compare import provenance, run_all, summary_table, write_results
-    from lifelong.experiment.run import RunConfig
-    from lifelong.strategies.registry import build_strategies, canonical_spec, split_top_level
+    """`lifelong compare [FILE]`: run the grid (resumably), print the table, write the store."""
+    from lifelong.experiment.compare import run_sweep, summary_table
+    from lifelong.experiment.config import cli_overrides, load_config
 
-    if args.benchmark not in BENCHMARKS:
-        raise ValueError(
-            f"unknown benchmark {args.benchmark!r}; expected one of {', '.join(sorted(BENCHMARKS))}"
-        )
-    info = BENCHMARKS[args.benchmark]
-    scenario = args.scenario or info.scenarios[0]
-    if scenario not in ("class", "domain", "task"):
-        raise ValueError(f"unknown scenario {scenario!r}; expected one of class, domain, task")
-    if scenario not in info.scenarios:
-        raise ValueError(
-            f"benchmark {args.benchmark!r} does not define the {scenario!r} scenario; "
-            f"it defines {', '.join(info.scenarios)}"
-        )
-    specs = [s for s in split_top_level(args.strategies, ",")]
-    if not all(specs):
-        raise ValueError(f"malformed strategy list {args.strategies!r}: empty entry")
-    specs = [canonical_spec(build_strategies(s)) for s in specs]  # validate before any run
-    cores = os.cpu_count() or 1
-    workers = args.workers or (2 if cores >= 2 else 1)
-    threads = args.threads or max(1, cores // workers)
-    configs = [
-        RunConfig(
-            benchmark=args.benchmark,
-            scenario=scenario,
-            strategy=spec,
-            model=args.model,
-            head=args.head,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            online=args.online,
-            seed=seed,
-            device=args.device,
-            threads=threads,
-        )
-        for spec in specs
-        for seed in args.seeds
-    ]
-    out = args.out or os.path.join("runs", time.strftime("compare-%Y%m%d-%H%M%S"))
-    if not args.quiet:
-        print(
-            f"lifelong compare: {len(configs)} runs ({len(specs)} strategies x {len(args.seeds)} seeds) "
-            f"on {args.benchmark} [{scenario}], {workers} worker(s) x {threads} thread(s)",
-            file=sys.stderr,
-        )
-    rows = run_all(configs, workers=workers, quiet=args.quiet)
-    path = write_results(out, rows, provenance(args.device, threads))
-    print(summary_table(rows))
-    print(f"\nresults: {path}")
-    failed = [r for r in rows if r["status"] != "ok"]
+    experiment = load_config(args.config, {**cli_overrides(args), **_data_overrides(args)})
+    result = run_sweep(experiment, config_path=args.config)
+    print(summary_table(result.rows))
+    print(f"\nresults: {result.results}")
+    failed = [r for r in result.rows if r["status"] != "ok"]
     for r in failed:
         print(
             f"FAILED {r['strategy']} seed={r['seed']}: {r['error'].splitlines()[0]}",
             file=sys.stderr,
         )
     return 1 if failed else 0
+
+
+#: `lifelong compare` flags describing the user's own data -> `stream_from_files` options.
+DATA_FLAGS = {
+    "target": "label column (tables)",
+    "features": "comma-separated feature columns (default: all other columns)",
+    "task_column": "column giving each row's task (task scenario: one experience per value)",
+    "domain_column": "column giving each row's domain (domain scenario: one experience per value)",
+    "classes_per_experience": "classes per experience (class/task scenario)",
+    "class_order": "comma-separated class ids or names, e.g. 3,1,2,0",
+    "n_experiences": "number of experiences (class/task scenario)",
+}
+
+
+def _add_data_options(c: argparse.ArgumentParser) -> None:
+    g = c.add_argument_group("your own data (instead of --benchmark; see README 'Your own data')")
+    g.add_argument("--data", default=None, help="CSV/TSV/Parquet table, .npz, or image folder")
+    for key, text in DATA_FLAGS.items():
+        kind = _positive if key in ("classes_per_experience", "n_experiences") else str
+        g.add_argument("--" + key.replace("_", "-"), type=kind, default=None, help=text)
+    g.add_argument("--data-dir", default=None, help="where file-based benchmarks live and are downloaded (default $LIFELONG_DATA or ~/.cache/lifelong)")  # fmt: skip
+
+
+def _data_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """`--data` and its options as the `data` config key; `--data-dir` as `data_dir`."""
+    out: dict[str, object] = {} if args.data_dir is None else {"data_dir": args.data_dir}
+    given = {k: getattr(args, k) for k in DATA_FLAGS if getattr(args, k) is not None}
+    if args.data is None:
+        if given:
+            raise ValueError(f"--{next(iter(given)).replace('_', '-')} needs --data PATH")
+        return out
+    for key in ("features", "class_order"):
+        if key in given:
+            items = [v.strip() for v in given[key].split(",") if v.strip()]
+            given[key] = [int(v) if key == "class_order" and v.isdigit() else v for v in items]
+    out["data"] = {"path": args.data, **given}
+    return out
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """`lifelong init [PATH]`: write a commented example experiment file."""
+    from lifelong.experiment.example import write_example
+
+    path = write_example(args.path, force=args.force)
+    print(f"wrote {path}; run it with: lifelong compare {path}", file=sys.stderr)
+    return 0
 
 
 def cmd_benchmarks(args: argparse.Namespace) -> int:
@@ -178,7 +161,43 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"compare": cmd_compare, "benchmarks": cmd_benchmarks, "strategies": cmd_strategies}
+def cmd_predict(args: argparse.Namespace) -> int:
+    """`lifelong predict`: one prediction per input row, as CSV (class id, class name)."""
+    from lifelong.predictor import load, predict_file
+
+    predictor = load(args.run_dir, device=args.device)
+    if args.out is None:
+        predict_file(predictor, args.data, sys.stdout, task=args.task)
+        return 0
+    with open(args.out, "w", newline="") as f:
+        n = predict_file(predictor, args.data, f, task=args.task)
+    print(f"{n} predictions written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`lifelong report DIR`: write DIR/report.html and DIR/report.md from results.json."""
+    from lifelong.experiment.report import main as report_main
+
+    return report_main(args)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """`lifelong tune`: Optuna search on validation data; prints the best strategy spec."""
+    from lifelong.experiment.tune import main as tune_main
+
+    return tune_main(args)
+
+
+COMMANDS = {
+    "compare": cmd_compare,
+    "init": cmd_init,
+    "benchmarks": cmd_benchmarks,
+    "strategies": cmd_strategies,
+    "predict": cmd_predict,
+    "report": cmd_report,
+    "tune": cmd_tune,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,109 +1,241 @@
-"""Run many configs (each in a fresh worker process), collect rows, write `results.json`."""
+"""Run a sweep of runs into a result store, resumably; the comparison table.
+
+`run_sweep(experiment)` runs every run of an `ExperimentConfig` grid that the output folder
+does not already hold (a run is keyed by a hash of its config, computed before it runs;
+failed runs are rerun), on the local or the Ray executor, saving each row the moment its
+run finishes, so Ctrl-C or a crash keeps every finished run and rerunning the same command
+picks up where it stopped. After each run it calls the trackers' `log_run`.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-import traceback
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict
-from multiprocessing import get_context
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TextIO
 
 from lifelong import metrics
+from lifelong.experiment.config import SWEEPABLE, ExperimentConfig
+from lifelong.experiment.executors import (
+    Executor,
+    LocalExecutor,
+    Task,
+    execute,
+    failed_row,
+    make_executor,
+    parallelism,
+    run_safely,
+)
+from lifelong.experiment.progress import SweepProgress
 from lifelong.experiment.run import RunConfig
+from lifelong.experiment.store import ResultStore, run_key, write_json, write_results
 
 SCHEMA_VERSION = 1
-Log = Callable[[str], None]
+__all__ = [
+    "SweepResult",
+    "failed_row",
+    "provenance",
+    "run_all",
+    "run_safely",
+    "run_sweep",
+    "summary_table",
+    "write_results",
+]
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+class RunLogger(Protocol):
+    """What the sweep needs of a tracker (`lifelong.track.Tracker`)."""
+
+    def log_run(self, row: dict[str, Any], header: dict[str, Any], run_dir: str | None) -> None:
+        """Log one finished run."""
+
+    def close(self) -> None:
+        """Flush and release."""
 
 
-def _label(config: RunConfig) -> str:
-    return f"{config.strategy} seed={config.seed}"
+def label(config: RunConfig, benchmarks: int = 1) -> str:
+    """A run's name in progress lines: `strategy seed=N` (plus benchmark/scenario if many)."""
+    text = f"{config.strategy} seed={config.seed}"
+    return f"{config.benchmark}/{config.scenario} {text}" if benchmarks > 1 else text
 
 
-def run_safely(config: RunConfig, label: str = "", log: Log | None = None) -> dict[str, Any]:
-    """`run(config)`, turning any exception into a `status: "failed"` row."""
-    from lifelong.experiment.run import run
+class _Collector:
+    """Listener of `run_all`: keeps the rows, shows progress."""
 
-    def progress(msg: str) -> None:
-        if log:
-            log(f"{label} {_label(config)}: {msg}")
+    def __init__(self, progress: SweepProgress) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.progress = progress
 
-    try:
-        row = run(config, progress=progress)
-        row.pop("_model", None)
-        row.pop("_strategies", None)
-        if log:
-            log(
-                f"{label} {_label(config)}: done, final accuracy {row['final_average_accuracy']:.3f}"
-            )
-        return row
-    except Exception as e:  # noqa: BLE001 - one failing run must not lose the others
-        if log:
-            log(f"{label} {_label(config)}: FAILED: {e}")
-        return failed_row(config, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+    def started(self, task: Task) -> None:
+        self.progress.started(task)
 
+    def finished(self, task: Task, row: dict[str, Any]) -> None:
+        self.rows[task.key] = row
+        self.progress.finished(task, row)
 
-def failed_row(config: RunConfig, error: str) -> dict[str, Any]:
-    """A results row for a run that did not complete."""
-    return {
-        "run_id": None,
-        "benchmark": config.benchmark,
-        "scenario": config.scenario,
-        "strategy": config.strategy,
-        "params": asdict(config),
-        "seed": config.seed,
-        "status": "failed",
-        "error": error,
-        "n_experiences": None,
-        "accuracy_matrix": None,
-        "final_average_accuracy": None,
-        "average_forgetting": None,
-        "backward_transfer": None,
-        "forward_transfer": None,
-        "train_seconds": None,
-        "eval_seconds": None,
-        "wall_seconds": None,
-        "peak_memory_mb": None,
-    }
-
-
-def _worker(config: RunConfig, label: str, quiet: bool) -> dict[str, Any]:
-    return run_safely(config, label, None if quiet else _stderr)
+    def tick(self) -> None:
+        self.progress.tick()
 
 
 def run_all(
     configs: Sequence[RunConfig], workers: int = 1, isolate: bool = True, quiet: bool = False
 ) -> list[dict[str, Any]]:
-    """Run every config; rows come back in the configs' order.
+    """Run every config (no store, nothing kept on disk); rows come back in order.
 
     With `isolate=True` each run gets a fresh worker process, so `peak_memory_mb` is that
-    run's own peak; `workers` runs go at once.
-    """
-    n = len(configs)
-    labels = [f"[{i + 1}/{n}]" for i in range(n)]
-    if not isolate:
-        return [run_safely(c, lab, None if quiet else _stderr) for c, lab in zip(configs, labels)]
-
-    ctx = get_context("spawn")
-
-    def one(i: int) -> dict[str, Any]:
+    run's own peak; `workers` runs go at once."""
+    progress = SweepProgress(len(configs), "quiet" if quiet else "auto")
+    with tempfile.TemporaryDirectory(prefix="lifelong-") as tmp:
+        tasks = [
+            Task(f"{i:05d}", c, str(Path(tmp, f"{i:05d}")), label(c), keep_files=False)
+            for i, c in enumerate(configs)
+        ]
+        if not isolate:
+            rows = []
+            for t in tasks:
+                rows.append(execute(t))
+                progress.finished(t, rows[-1])
+            return rows
+        collector = _Collector(progress)
         try:
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-                return pool.submit(_worker, configs[i], labels[i], quiet).result()
-        except Exception as e:  # noqa: BLE001 - a crashed worker (e.g. out of memory)
-            return failed_row(configs[i], f"worker process failed: {type(e).__name__}: {e}")
+            LocalExecutor(workers).run(tasks, collector)
+        finally:
+            progress.close()
+        return [collector.rows[t.key] for t in tasks]
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as threads:
-        return list(threads.map(one, range(n)))
+
+@dataclass
+class SweepResult:
+    """What a sweep left: rows in grid order (finished ones), their keys, how many were
+    already done before, and where results.json is."""
+
+    rows: list[dict[str, Any]]
+    keys: list[str]
+    skipped: int
+    ran: int
+    results: Path
+
+
+class _Recorder:
+    """Listener of `run_sweep`: saves each row, rewrites results.json, logs to trackers."""
+
+    def __init__(
+        self,
+        store: ResultStore,
+        keys: list[str],
+        header: dict[str, Any],
+        trackers: Sequence[RunLogger],
+        progress: SweepProgress,
+    ) -> None:
+        self.store, self.keys, self.header = store, keys, header
+        self.trackers, self.progress = trackers, progress
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def started(self, task: Task) -> None:
+        self.progress.started(task)
+
+    def finished(self, task: Task, row: dict[str, Any]) -> None:
+        self.store.save(task.key, row)
+        self.rows[task.key] = row
+        self.write()
+        for tracker in self.trackers:
+            try:
+                tracker.log_run(row, self.header, task.run_dir)
+            except Exception as e:  # noqa: BLE001 - a tracker outage must not stop the sweep
+                print(f"warning: tracker {tracker!r} failed: {e}", file=sys.stderr)
+        self.progress.finished(task, row)
+
+    def tick(self) -> None:
+        self.progress.tick()
+
+    def ordered(self) -> tuple[list[dict[str, Any]], list[str]]:
+        keys = [k for k in self.keys if k in self.rows]
+        return [self.rows[k] for k in keys], keys
+
+    def write(self, tables: bool = False) -> Path:
+        rows, keys = self.ordered()
+        path = self.store.write_results(rows, self.header)
+        if tables:
+            self.store.write_tables(rows, keys)
+        return path
+
+
+def open_trackers(spec: dict[str, dict[str, Any]]) -> list[RunLogger]:
+    """Create the trackers an experiment names (`{name: options}`)."""
+    if not spec:
+        return []
+    from lifelong.track import get_tracker
+
+    return [get_tracker(name, **options) for name, options in spec.items()]
+
+
+def run_sweep(
+    experiment: ExperimentConfig,
+    config_path: str | None = None,
+    trackers: Sequence[RunLogger] | None = None,
+    executor: Executor | None = None,
+    stream: TextIO | None = None,
+) -> SweepResult:
+    """Run the experiment's grid into its output folder, skipping runs already done there.
+
+    `trackers` replaces the experiment's own (`tracker:`); `executor` its `executor:`."""
+    configs = list({run_key(c): c for c in experiment.run_configs()}.items())
+    store = ResultStore(experiment.default_out(config_path))
+    done = {k: r for k, _ in configs if (r := store.done(k)) is not None}
+    todo = [(k, c) for k, c in configs if k not in done]
+    workers, threads = parallelism(len(todo), experiment.workers, experiment.threads)
+    header = provenance(experiment.device, threads)
+    n_bench = len(experiment.benchmark) * len(experiment.scenario or (1,))
+    tasks = [
+        Task(k, replace(c, threads=threads), str(store.run_dir(k)), label(c, n_bench))
+        for k, c in todo
+    ]
+    # an interrupted run (no row saved) resumes from its checkpoint; a failed one restarts
+    tasks = [replace(t, resume=store.row(t.key) is None) for t in tasks]
+    if executor is None:
+        executor = make_executor(experiment.executor, workers, threads, experiment.address)
+    trackers = open_trackers(experiment.tracker) if trackers is None else trackers
+    err = stream or sys.stderr
+    progress = SweepProgress(len(tasks), "quiet" if experiment.quiet else "auto", err)
+    recorder = _Recorder(store, [k for k, _ in configs], header, trackers, progress)
+    recorder.rows.update(done)
+    write_json(store.root / "experiment.json", _jsonable(experiment))
+    if not experiment.quiet:
+        print(
+            f"lifelong: {len(configs)} runs in {store.root}: {len(done)} already done, "
+            f"{len(tasks)} to run on {experiment.executor} "
+            f"({workers} worker(s) x {threads} thread(s))",
+            file=err,
+        )
+    for t in tasks:
+        store.prepare(t.key, t.config)
+    try:
+        executor.run(tasks, recorder)
+    except KeyboardInterrupt:
+        progress.close()
+        print(
+            f"\ninterrupted: {len(recorder.rows)} of {len(configs)} runs saved in {store.root}; "
+            "run the same command again to resume",
+            file=err,
+        )
+        raise
+    finally:
+        progress.close()
+        for t in tasks:  # rows a worker saved as the sweep was being stopped
+            if t.key not in recorder.rows and (row := store.row(t.key)) is not None:
+                recorder.rows[t.key] = row
+        path = recorder.write(tables=True)
+        for tracker in trackers:
+            tracker.close()
+    rows, keys = recorder.ordered()
+    return SweepResult(rows, keys, len(done), len(tasks), path)
+
+
+def _jsonable(experiment: ExperimentConfig) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(experiment).items()}
 
 
 def git_commit() -> str | None:
@@ -143,19 +275,6 @@ def provenance(device: str, threads: int | None) -> dict[str, Any]:
     }
 
 
-def write_results(
-    out_dir: str | os.PathLike[str], rows: list[dict[str, Any]], header: dict[str, Any]
-) -> Path:
-    """Write `out_dir/results.json` atomically (a crash never leaves half a file)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "results.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({**header, "runs": rows}, indent=2))
-    os.replace(tmp, path)
-    return path
-
-
 COLUMNS = (
     ("final_average_accuracy", "accuracy", "{:.3f}"),
     ("average_forgetting", "forgetting", "{:.3f}"),
@@ -166,11 +285,26 @@ COLUMNS = (
 )
 
 
+def _varying(rows: list[dict[str, Any]]) -> list[str]:
+    """Training settings that differ between rows (a sweep over them), in a fixed order."""
+    seen: dict[str, set[str]] = {k: set() for k in SWEEPABLE}
+    for r in rows:
+        for k in SWEEPABLE:
+            seen[k].add(repr((r.get("params") or {}).get(k)))
+    return [k for k in SWEEPABLE if len(seen[k]) > 1]
+
+
 def summary_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text comparison table: mean ± std over seeds per benchmark/scenario/strategy."""
+    """A plain-text comparison table: mean ± std over seeds per benchmark/scenario/strategy
+    (and per value of any training setting the sweep varied)."""
+    varying = _varying(rows)
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["benchmark"], r["scenario"], r["strategy"]), []).append(r)
+        name = r["strategy"]
+        if varying:
+            p = r.get("params") or {}
+            name += " [" + " ".join(f"{k}={p.get(k)}" for k in varying) + "]"
+        groups.setdefault((r["benchmark"], r["scenario"], name), []).append(r)
     head = ["benchmark", "scenario", "strategy", "seeds"] + [c[1] for c in COLUMNS]
     lines = []
     for (bench, scen, strat), rs in groups.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import resource
 import sys
 import time
@@ -19,7 +20,7 @@ import torch
 
 from lifelong import metrics
 from lifelong.data.experience import Stream
-from lifelong.strategies.registry import canonical_spec, parse_one, spec_params
+from lifelong.strategies.registry import canonical_spec, spec_params
 
 Progress = Callable[[str], None]
 
@@ -88,14 +89,29 @@ def make_stream(config: RunConfig) -> Stream:
 
 
 def model_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """Parse `--model` (`mlp` or `mlp(hidden=(256,256))`)."""
-    return parse_one(spec)
+    """Parse `--model`: `mlp`, `mlp(hidden=(256,256))` or `pkg.mod:factory(width=64)`."""
+    from lifelong.models import parse_model_spec
+
+    return parse_model_spec(spec)
 
 
 def run(
-    config: RunConfig, stream: Stream | None = None, progress: Progress | None = None
+    config: RunConfig,
+    stream: Stream | None = None,
+    progress: Progress | None = None,
+    *,
+    run_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train through the stream with `config`; return the run's `results.json` row."""
+    """Train through the stream with `config`; return the run's `results.json` row.
+
+    With `run_dir`, a checkpoint is written to `run_dir/checkpoint/` after every experience
+    and the trained model to `run_dir/model/` at the end (read it with `lifelong.load`).
+    `resume=True` continues from that checkpoint when there is one (bit for bit on CPU) and
+    starts afresh otherwise; `resume=False` starts afresh. Without `run_dir` nothing is
+    written. See `lifelong.checkpoint`.
+    """
+    from lifelong.checkpoint import RunDir, RunState
     from lifelong.data.benchmarks import fingerprint
     from lifelong.models import build_model
     from lifelong.strategies.registry import build_strategies
@@ -137,13 +153,24 @@ def run(
     name, mparams = model_spec(config.model)
     model = build_model(name, stream, head=config.head, **mparams).to(device)
     evaluator = Evaluator(stream, tcfg.eval_batch_size)
-
-    t0 = time.perf_counter()
-    baseline = evaluator.row(model, strategies)
-    eval_s = time.perf_counter() - t0
-    train_s, matrix, optimizer = 0.0, [], None
     T = len(stream)
-    for i, exp in enumerate(stream.experiences):
+    rid = run_id(config, spec, str(fp))
+    ckpt = None if run_dir is None else RunDir(run_dir, config, rid, stream, device)
+    st, optimizer = RunState(), None
+    restored = ckpt.resume(model, strategies, tcfg, gen) if ckpt and resume else None
+    if restored is not None:
+        model, optimizer, st = restored
+        wall0 -= st.wall_seconds
+        if progress:
+            progress(f"resumed from {run_dir} after experience {st.next_experience}/{T}")
+    elif ckpt is not None:
+        ckpt.clear()
+    if not st.baseline:
+        t0 = time.perf_counter()
+        st.baseline = evaluator.row(model, strategies)
+        st.eval_seconds += time.perf_counter() - t0
+    for i in range(st.next_experience, T):
+        exp = stream.experiences[i]
         seen = (
             stream.experiences
             if any(s.sees_whole_stream for s in strategies)
@@ -159,10 +186,16 @@ def run(
             model, strategies, exp, seen, optimizer, tcfg, gen, on_epoch
         )
         _sync(device)
-        train_s += time.perf_counter() - t0
+        st.train_seconds += time.perf_counter() - t0
         t0 = time.perf_counter()
-        matrix.append(evaluator.row(model, strategies))
-        eval_s += time.perf_counter() - t0
+        st.matrix.append(evaluator.row(model, strategies))
+        st.eval_seconds += time.perf_counter() - t0
+        if ckpt is not None:  # not counted in train_seconds
+            st.next_experience, st.wall_seconds = i + 1, time.perf_counter() - wall0
+            ckpt.save_checkpoint(model, strategies, optimizer, gen, st)
+    if ckpt is not None:
+        ckpt.save_model(model, strategies)
+    matrix, baseline, train_s, eval_s = st.matrix, st.baseline, st.train_seconds, st.eval_seconds
 
     return {
         "run_id": run_id(config, spec, str(fp)),

@@ -1,0 +1,402 @@
+"""Experiment config files: the grid `lifelong compare experiment.yaml` runs.
+
+A config is a YAML mapping whose keys are the options of `lifelong compare` (underscores
+for dashes: `batch_size`), plus `data` (the user's own data source) and `sweep` (lists of
+hyper-parameters to try). `load_config(path, overrides)` reads, checks and merges them;
+command-line flags the user actually passed override single keys. Every error names the
+file, the key, the bad value and what was expected; unknown keys are refused with the
+list of valid ones.
+
+The grid is benchmark x scenario x strategy x sweep x seed. A sweep key `name.param`
+(e.g. `replay.mem_size: [100, 500]`) applies to every spec of `strategies` that contains
+strategy `name`; a key naming a training setting (`lr`, `epochs`, ...) applies to all runs.
+Several keys form their Cartesian product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import itertools
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lifelong.experiment import values as chk
+
+if TYPE_CHECKING:  # torch-free at import time, so `lifelong --help` stays quick
+    from lifelong.experiment.run import RunConfig
+
+EXECUTORS = ("local", "ray")
+#: Training settings a sweep may vary (the rest of a run's config is fixed per sweep).
+SWEEPABLE = (
+    "model",
+    "head",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "epochs",
+    "batch_size",
+    "online",
+)
+#: Keys copied as they are from the experiment to every run's `RunConfig`.
+_RUN_KEYS = SWEEPABLE + ("device", "data", "data_dir")
+
+
+class ConfigError(ValueError):
+    """A bad experiment config: the message names the source, key, value and expectation."""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A checked experiment: the grid to run and how to run it (see the module docstring)."""
+
+    benchmark: tuple[str, ...] = ("split-mnist-5k",)
+    data: dict[str, Any] | None = None
+    data_dir: str | None = None
+    scenario: tuple[str, ...] | None = None
+    strategies: tuple[str, ...] = ("naive", "cumulative", "joint")
+    sweep: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    model: str = "mlp"
+    head: str = "fixed"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    epochs: int = 2
+    batch_size: int = 32
+    online: bool = False
+    device: str = "cpu"
+    threads: int | None = None
+    workers: int | None = None
+    executor: str = "local"
+    address: str | None = None
+    tracker: dict[str, dict[str, Any]] = field(default_factory=dict)
+    out: str | None = None
+    quiet: bool = False
+
+    def scenarios_of(self, benchmark: str) -> tuple[str, ...]:
+        """The scenarios run on `benchmark` (default: its first; `class` for own data)."""
+        if self.scenario:
+            return self.scenario
+        if self.data is not None:
+            return ("class",)
+        from lifelong.data.benchmarks import BENCHMARKS
+
+        return (BENCHMARKS[benchmark].scenarios[0],)
+
+    def run_configs(self, threads: int | None = None) -> list[RunConfig]:
+        """Every run of the grid, in order: benchmark, scenario, strategy, sweep, seed."""
+        from lifelong.experiment.run import RunConfig
+
+        benchmarks = ("data",) if self.data is not None else self.benchmark
+        out = []
+        for bench in benchmarks:
+            for scen in self.scenarios_of(bench):
+                for spec, settings in expand_sweep(self.strategies, self.sweep):
+                    base = RunConfig(
+                        benchmark=RunConfig.benchmark if self.data is not None else bench,
+                        scenario=scen,
+                        strategy=spec,
+                        threads=threads or self.threads,
+                        **{k: getattr(self, k) for k in _RUN_KEYS},
+                    )
+                    out += [replace(base, seed=s, **settings) for s in self.seeds]
+        return out
+
+    def default_out(self, config_path: str | None) -> str:
+        """`out`, else `runs/<config file stem>`, else `runs/compare-<timestamp>`."""
+        if self.out:
+            return self.out
+        if config_path:
+            return os.path.join("runs", Path(config_path).stem)
+        return os.path.join("runs", time.strftime("compare-%Y%m%d-%H%M%S"))
+
+
+CHECKS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "benchmark": (
+        lambda x: chk.names(x, "a benchmark name or a list of them"),
+        "benchmarks to run",
+    ),
+    "data": (
+        chk.mapping,
+        "your own data source (options of stream_from_files), instead of benchmark",
+    ),
+    "data_dir": (chk.opt_text, "folder where file-based benchmarks live"),
+    "scenario": (chk.scenarios, "class, domain and/or task (default: the benchmark's first)"),
+    "strategies": (chk.strategies, "strategy specs, e.g. [naive, 'ewc(lambda=100)']"),
+    "sweep": (chk.sweep, "{'replay.mem_size': [100, 500], 'lr': [0.01, 0.1]}: grid of values"),
+    "seeds": (chk.seeds, "seeds, e.g. [0, 1, 2]"),
+    "model": (chk.text, "model spec, e.g. mlp or 'mlp(hidden=(256,256))'"),
+    "head": (chk.choice("fixed", "grow"), "fixed or grow"),
+    "optimizer": (chk.choice("sgd", "adam"), "sgd or adam"),
+    "lr": (chk.positive, "learning rate"),
+    "momentum": (chk.nonneg, "SGD momentum"),
+    "weight_decay": (chk.nonneg, "weight decay"),
+    "epochs": (chk.pos_int, "epochs per experience"),
+    "batch_size": (chk.pos_int, "batch size"),
+    "online": (chk.boolean, "single pass over each experience"),
+    "device": (chk.device, "cpu, cuda, cuda:N or auto"),
+    "threads": (chk.opt_pos_int, "torch threads per run (default: cores // workers)"),
+    "workers": (chk.opt_pos_int, "runs at once (default: one per core)"),
+    "executor": (chk.choice(*EXECUTORS), "local (worker processes) or ray"),
+    "address": (chk.opt_text, "address of an existing Ray cluster (executor: ray)"),
+    "tracker": (chk.tracker, "mlflow, tensorboard, neptune and/or wandb"),
+    "out": (
+        chk.opt_text,
+        "output folder (default runs/<config file name>, else runs/compare-<time>)",
+    ),
+    "quiet": (chk.boolean, "no progress display"),
+}
+VALID_KEYS = tuple(CHECKS)
+
+
+def check_value(source: str, key: str, value: Any, shown: str | None = None) -> Any:
+    """Check one key's value; raise `ConfigError` naming source, key (as `shown`, e.g. a
+    command-line flag), the value and what was expected."""
+    if key not in CHECKS:
+        close = difflib.get_close_matches(key, VALID_KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(VALID_KEYS)}"
+        )
+    try:
+        return CHECKS[key][0](value)
+    except chk.Bad as e:
+        if e.message:
+            raise ConfigError(f"{source}: {shown or key}: {e.message}") from None
+        raise ConfigError(
+            f"{source}: {shown or key}: expected {e}, got {value!r} ({type(value).__name__})"
+        ) from None
+
+
+def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw mapping of a YAML (or JSON) config file."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file: {e.strerror or e}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of keys to values at the top level, "
+            f"got {type(raw).__name__}; valid keys: {', '.join(VALID_KEYS)}"
+        )
+    return raw
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> ExperimentConfig:
+    """Read `path` (optional), apply `overrides` (keys the user set on the command line),
+    check every value and the grid as a whole, and return the `ExperimentConfig`."""
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if path is not None:
+        for key, value in read_file(path).items():
+            values[key] = check_value(str(path), str(key), value)
+            origin[key] = str(path)
+    for key, value in (overrides or {}).items():
+        other = {"data": "benchmark", "benchmark": "data"}.get(key)
+        if other and value is not None and origin.get(other) == str(path):
+            values.pop(other)  # a data source on the command line replaces the file's
+        values[key] = check_value("command line", key, value, _flag(key))
+        origin[key] = f"command line ({_flag(key)})"
+    default_src = str(path) if path is not None else "command line"
+
+    def src(key: str) -> str:
+        return origin.get(key, default_src)
+
+    if values.get("data") is not None and "benchmark" in values:
+        raise ConfigError(f"{src('data')}: give either benchmark or data, not both")
+    values["sweep"] = _check_sweep(values.get("sweep", {}), src("sweep"))
+    if src("strategies") != src("sweep"):  # strategies from the command line: keep the
+        names = _strategy_names(values.get("strategies", ExperimentConfig.strategies))
+        values["sweep"] = {  # file's sweep keys that still apply
+            k: v for k, v in values["sweep"].items() if "." not in k or k.split(".")[0] in names
+        }
+    cfg = ExperimentConfig(**values)
+    _check_grid(cfg, src)
+    return cfg
+
+
+def _strategy_names(specs: Sequence[str]) -> set[str]:
+    from lifelong.strategies.registry import parse_one, split_top_level
+
+    try:
+        return {parse_one(p)[0] for s in specs for p in split_top_level(s, "+")}
+    except ValueError:
+        return set()  # reported with the file and key by _check_grid
+
+
+def _check_sweep(sweep: dict[str, tuple[Any, ...]], source: str) -> dict[str, tuple[Any, ...]]:
+    """Check (and normalise) the values of swept training settings."""
+    out = {}
+    for key, vals in sweep.items():
+        if "." not in key and key not in SWEEPABLE:
+            raise ConfigError(
+                f"{source}: sweep: unknown key {key!r}; expected 'strategy.param' "
+                f"or one of {', '.join(SWEEPABLE)}"
+            )
+        check = "." not in key
+        out[key] = tuple(check_value(f"{source}: sweep", key, v) if check else v for v in vals)
+    return out
+
+
+def _check_grid(cfg: ExperimentConfig, src: Callable[[str], str]) -> None:
+    """Cross-key checks: benchmark names and scenarios, strategy specs, sweep keys."""
+    from lifelong.data.benchmarks import BENCHMARKS
+
+    if cfg.data is None:
+        for b in cfg.benchmark:
+            if b not in BENCHMARKS:
+                raise ConfigError(
+                    f"{src('benchmark')}: benchmark: unknown benchmark {b!r}; "
+                    f"expected one of {', '.join(sorted(BENCHMARKS))}"
+                )
+            bad = [s for s in cfg.scenario or () if s not in BENCHMARKS[b].scenarios]
+            if bad:
+                raise ConfigError(
+                    f"{src('scenario')}: scenario: benchmark {b!r} does not define the "
+                    f"{bad[0]!r} scenario; it defines {', '.join(BENCHMARKS[b].scenarios)}"
+                )
+    else:
+        _check_data(cfg.data, src("data"))
+    try:
+        expand_sweep(cfg.strategies, {})
+    except ValueError as e:
+        raise ConfigError(f"{src('strategies')}: strategies: {e}") from None
+    try:
+        expand_sweep(cfg.strategies, cfg.sweep)
+    except ValueError as e:
+        raise ConfigError(f"{src('sweep')}: sweep: {e}") from None
+
+
+def _check_data(data: dict[str, Any], source: str) -> None:
+    """Check `data` keys against `stream_from_files`'s parameters, where that module exists."""
+    import inspect
+
+    try:
+        from lifelong.data.files import stream_from_files  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return
+    params = inspect.signature(stream_from_files).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n in params if n != "scenario"]
+    for key in data:
+        if key not in valid:
+            raise ConfigError(
+                f"{source}: data: unknown key {key!r}; valid keys: {', '.join(valid)}"
+            )
+
+
+def expand_sweep(
+    specs: Sequence[str], sweep: Mapping[str, Sequence[Any]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each strategy spec times the grid of its swept values -> `(canonical spec, settings)`.
+
+    `name.param` keys set that parameter of strategy `name` in every spec containing it
+    (overriding a value the spec gives); other keys are training settings for every run.
+    Duplicates (after canonicalisation) are dropped, order kept.
+    """
+    from lifelong.strategies.registry import (
+        build_strategies,
+        canonical_spec,
+        parse_one,
+        split_top_level,
+    )
+
+    parsed = [[parse_one(p) for p in split_top_level(s, "+")] for s in specs]
+    for key in sweep:
+        name = key.split(".", 1)[0]
+        if "." in key and not any(name == n for parts in parsed for n, _ in parts):
+            raise ValueError(
+                f"{key!r} sweeps strategy {name!r}, which is in none of the strategies "
+                f"({', '.join(specs)})"
+            )
+    out: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for parts in parsed:
+        names = {n for n, _ in parts}
+        keys = [k for k in sweep if "." not in k or k.split(".", 1)[0] in names]
+        for combo in itertools.product(*(sweep[k] for k in keys)):
+            chosen = dict(zip(keys, combo))
+            text = "+".join(_spec_text(n, {**p, **_params_for(n, chosen)}) for n, p in parts)
+            spec = canonical_spec(build_strategies(text))
+            settings = {k: v for k, v in chosen.items() if "." not in k}
+            out.setdefault((spec, repr(sorted(settings.items()))), (spec, settings))
+    return list(out.values())
+
+
+def _params_for(name: str, chosen: Mapping[str, Any]) -> dict[str, Any]:
+    return {k.split(".", 1)[1]: v for k, v in chosen.items() if k.split(".", 1)[0] == name}
+
+
+def _spec_text(name: str, params: Mapping[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return "none" if v is None else repr(v)
+
+    body = ",".join(f"{k}={fmt(v)}" for k, v in params.items())
+    return f"{name}({body})" if body else name
+
+
+# -- the command line of `lifelong compare`, generated from the same keys ------------------
+#: Keys set in the file only (the data source has its own flags in the CLI).
+FILE_ONLY = ("data", "data_dir", "sweep")
+_TYPES: dict[str, Any] = {
+    "epochs": int, "batch_size": int, "threads": int, "workers": int,
+    "lr": float, "momentum": float, "weight_decay": float,
+}  # fmt: skip
+_CHOICES = {"head": ("fixed", "grow"), "optimizer": ("sgd", "adam"), "executor": EXECUTORS}
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def add_compare_options(parser: argparse.ArgumentParser) -> None:
+    """Add the config-file argument and one flag per config key to `parser`.
+
+    Every flag defaults to None, so `cli_overrides` knows which ones the user gave."""
+    parser.add_argument(
+        "config", nargs="?", default=None, help="experiment file (YAML); flags override its keys"
+    )
+    defaults = ExperimentConfig()
+    for key, (_, help_text) in CHECKS.items():
+        if key in FILE_ONLY:
+            continue
+        default = getattr(defaults, key)
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        shown = (
+            "" if default is None or default is False or default == {} else f" (default {default})"
+        )
+        kwargs: dict[str, Any] = {"default": None, "help": help_text + shown}
+        if isinstance(getattr(defaults, key), bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif key == "tracker":
+            kwargs.update(action="append", help=help_text + "; repeatable or comma-separated")
+        else:
+            kwargs.update(type=_TYPES.get(key, str), choices=_CHOICES.get(key))
+        parser.add_argument(_flag(key), **kwargs)
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config keys the user set on the command line (flags left out are None)."""
+    return {
+        k: v for k in VALID_KEYS if k not in FILE_ONLY and (v := getattr(args, k, None)) is not None
+    }
