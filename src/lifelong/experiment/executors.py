@@ -148,13 +148,6 @@ def _redirected(path: Path) -> Iterator[None]:
                 os.close(fd)
 
 
-def _warm_up() -> None:
-    """Import what torch imports lazily on the first optimizer step (`torch._dynamo`,
-    seconds), so that a fresh worker does not count it in the run's `train_seconds`."""
-    with contextlib.suppress(ImportError):
-        import torch._dynamo  # noqa: F401
-
-
 def execute(task: Task, redirect: bool = False) -> dict[str, Any]:
     """Run one task in this process, logging to `run_dir/run.log`; return its row."""
     d = Path(task.run_dir)
@@ -162,7 +155,6 @@ def execute(task: Task, redirect: bool = False) -> dict[str, Any]:
     append_log(d, f"started {task.label} (pid {os.getpid()})")
     ctx = _redirected(d / LOG_FILE) if redirect else contextlib.nullcontext()
     with ctx:
-        _warm_up()
         return run_safely(
             task.config,
             log=lambda msg: append_log(d, msg),

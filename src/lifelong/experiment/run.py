@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -117,6 +118,7 @@ def run(
     from lifelong.strategies.registry import build_strategies
     from lifelong.train import Evaluator, TrainConfig, train_experience
 
+    _warm_up()
     wall0 = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -232,6 +234,13 @@ def run(
         "_model": model,
         "_strategies": strategies,
     }
+
+
+def _warm_up() -> None:
+    """Import what torch imports lazily on the first optimizer step (`torch._dynamo`, a few
+    seconds), so that a fresh process does not count it in the run's `train_seconds`."""
+    with contextlib.suppress(ImportError):
+        import torch._dynamo  # noqa: F401
 
 
 def _sync(device: torch.device) -> None:
