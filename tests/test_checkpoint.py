@@ -17,10 +17,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lifelong import checkpoint
-from lifelong.checkpoint import CheckpointError, RunDir, read_state_dir, write_state_dir
+from lifelong import serialize
+from lifelong.checkpoint import RunDir
 from lifelong.data.experience import Experience
 from lifelong.experiment.run import RunConfig, run
+from lifelong.serialize import CheckpointError, read_state_dir, write_state_dir
 from lifelong.strategies.base import Batch, Strategy
 from lifelong.strategies.registry import register
 
@@ -268,10 +269,10 @@ def test_kill_between_renames_keeps_previous_checkpoint(
             raise Stop("killed")
         real_replace(src, dst)
 
-    monkeypatch.setattr(checkpoint.os, "replace", dying_replace)
+    monkeypatch.setattr(serialize.os, "replace", dying_replace)
     with pytest.raises(Stop):
         run(cfg, run_dir=tmp_path)
-    monkeypatch.setattr(checkpoint.os, "replace", real_replace)
+    monkeypatch.setattr(serialize.os, "replace", real_replace)
     assert not (tmp_path / "checkpoint").exists() and (tmp_path / ".checkpoint.old").exists()
     msgs: list[str] = []
     row = run(cfg, run_dir=tmp_path, resume=True, progress=msgs.append)
@@ -283,7 +284,7 @@ def test_killed_file_write_keeps_previous_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = RunConfig(**SMALL, seed=4)
-    real_write, calls = checkpoint._write_file, []
+    real_write, calls = serialize._write_file, []
 
     def dying_write(path: Path, data: bytes) -> None:
         calls.append(path)
@@ -292,7 +293,7 @@ def test_killed_file_write_keeps_previous_checkpoint(
             raise Stop("killed")
         real_write(path, data)
 
-    monkeypatch.setattr(checkpoint, "_write_file", dying_write)
+    monkeypatch.setattr(serialize, "_write_file", dying_write)
     with pytest.raises(Stop):
         run(cfg, run_dir=tmp_path)
     state = read_state_dir(tmp_path / "checkpoint")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lifelong.checkpoint import CheckpointError, find_state_dir, read_state_dir, require
 from lifelong.data.experience import Experience, Stream, TensorSet
+from lifelong.serialize import CheckpointError, find_state_dir, read_state_dir, require
 from lifelong.strategies.base import Strategy
 
 ArrayLike = Tensor | np.ndarray | Sequence[Any]

@@ -13,13 +13,8 @@ from typing import Any
 
 import pytest
 
-from lifelong.experiment.report import (
-    Section,
-    best_values,
-    forgetting_per_experience,
-    summary,
-    write_report,
-)
+from lifelong.experiment.report import Section, best_values, summary, write_report
+from lifelong.experiment.report_plots import forgetting_per_experience
 
 STRATEGIES = ("naive", "replay(mem_size=40)")
 

@@ -29,150 +29,47 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lifelong.experiment.tune_guard import (
+    TestSetAccessError,
+    WithheldTestSet,
+    guard_stream,
+    validation_accuracy,
+    validation_sets,
+)
+from lifelong.experiment.tune_space import ParamSpace, check_spaces, parse_param
+
 if TYPE_CHECKING:  # torch-free at import time, so `lifelong --help` stays quick
     import optuna
-    from torch import nn
 
-    from lifelong.data.experience import Stream, TensorSet
+    from lifelong.data.experience import Stream
     from lifelong.experiment.run import RunConfig
-    from lifelong.strategies.base import Strategy
 
 Log = Callable[[str], None]
 
-
-class TestSetAccessError(RuntimeError):
-    """Raised when tuning code touches a test set (tuning must see validation data only)."""
-
-    __test__ = False  # not a pytest test class
-
-
-class WithheldTestSet:
-    """Stands in for an experience's test set while tuning: any use of it raises."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        object.__setattr__(self, "index", index)
-
-    def _refuse(self, what: str) -> TestSetAccessError:
-        return TestSetAccessError(
-            f"the test set of experience {self.index} was accessed ({what}) during tuning; "
-            "tuning may use training and validation data only"
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        raise self._refuse(f"attribute {name!r}")
-
-    def __len__(self) -> int:
-        raise self._refuse("len()")
-
-    def __getitem__(self, idx: Any) -> Any:
-        raise self._refuse("indexing")
-
-    def __iter__(self) -> Any:
-        raise self._refuse("iteration")
-
-    def __bool__(self) -> bool:
-        raise self._refuse("truth value")
-
-    def __repr__(self) -> str:
-        return f"<test set of experience {self.index}: withheld while tuning>"
-
-
-def guard_stream(stream: Stream) -> Stream:
-    """The stream with every experience's test set replaced by a `WithheldTestSet`."""
-    exps = tuple(replace(e, test=WithheldTestSet(e.index)) for e in stream.experiences)  # type: ignore[arg-type]
-    return replace(stream, experiences=exps)
-
-
-@dataclass(frozen=True)
-class ParamSpace:
-    """The range of one hyper-parameter: `low`..`high` (log-scaled if `log`), or `choices`."""
-
-    name: str
-    low: float = 0.0
-    high: float = 0.0
-    log: bool = False
-    integer: bool = False
-    choices: tuple[Any, ...] = ()
-
-    def suggest(self, trial: optuna.Trial) -> Any:
-        """Draw this parameter's value for `trial`."""
-        if self.choices:
-            return trial.suggest_categorical(self.name, list(self.choices))
-        if self.integer:
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
-
-
-def parse_param(text: str) -> ParamSpace:
-    """Parse `--param`: `NAME=LOW:HIGH`, `NAME=log:LOW:HIGH`, `NAME=int:LOW:HIGH`,
-    `NAME=int:log:LOW:HIGH` or `NAME=A|B|C` (a choice among values)."""
-    from lifelong.strategies.registry import parse_value
-
-    name, eq, body = text.partition("=")
-    name = name.strip()
-    if not eq or not name or not body.strip():
-        raise ValueError(f"malformed --param {text!r}: expected NAME=LOW:HIGH, e.g. 'alpha=0.1:2'")
-    if "|" in body:
-        choices = tuple(parse_value(c.strip()) for c in body.split("|"))
-        return ParamSpace(name, choices=choices)
-    parts = [p.strip() for p in body.split(":")]
-    flags = {p for p in parts[:-2] if p in ("log", "int")}
-    if len(parts) < 2 or len(flags) != len(parts) - 2:
-        raise ValueError(
-            f"malformed --param {text!r}: expected NAME=[int:][log:]LOW:HIGH or NAME=A|B|C"
-        )
-    try:
-        low, high = float(parts[-2]), float(parts[-1])
-    except ValueError:
-        raise ValueError(f"--param {text!r}: LOW and HIGH must be numbers") from None
-    if not low < high:
-        raise ValueError(f"--param {text!r}: LOW must be below HIGH")
-    if "log" in flags and low <= 0:
-        raise ValueError(f"--param {text!r}: a log range needs LOW > 0")
-    return ParamSpace(name, low, high, log="log" in flags, integer="int" in flags)
-
-
-def check_spaces(
-    strategy: str, spaces: Sequence[ParamSpace]
-) -> tuple[str, dict[str, Any], tuple[ParamSpace, ...]]:
-    """Parse the base spec (`name` or `name(fixed=...)`) and check each tuned parameter is a
-    hyper-parameter of it; integer-annotated ones are drawn as integers."""
-    from lifelong.strategies.registry import parse_one, registry, split_top_level
-
-    if len(split_top_level(strategy, "+")) != 1:
-        raise ValueError(f"tune one strategy at a time, got the hybrid {strategy!r}")
-    name, fixed = parse_one(strategy)
-    reg = registry()
-    if name not in reg:
-        raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(sorted(reg))}")
-    cls = reg[name]
-    hints = typing.get_type_hints(cls.__init__)
-    valid = {("lambda" if a == "lambda_" else a): a for a in cls.param_names()}
-    if not spaces:
-        raise ValueError("give at least one --param to tune")
-    out = []
-    for sp in spaces:
-        if sp.name not in valid:
-            names = ", ".join(valid) or "(none)"
-            raise ValueError(f"strategy {name!r} has no parameter {sp.name!r}; valid: {names}")
-        if sp.name in fixed:
-            raise ValueError(f"{sp.name!r} is both fixed in {strategy!r} and tuned")
-        if not sp.choices and hints.get(valid[sp.name]) is int:
-            sp = replace(sp, integer=True)
-        if sp.integer and (sp.low != int(sp.low) or sp.high != int(sp.high)):
-            raise ValueError(f"{name}.{sp.name} is an integer; got the range {sp.low}:{sp.high}")
-        out.append(sp)
-    if len({sp.name for sp in out}) != len(out):
-        raise ValueError("each --param may be given once")
-    return name, fixed, tuple(out)
+#: public names; the guard's and the search space's are re-exported from `tune_guard` and
+#: `tune_space`
+__all__ = [
+    "ParamSpace",
+    "TestSetAccessError",
+    "TuneConfig",
+    "WithheldTestSet",
+    "check_spaces",
+    "evaluate",
+    "guard_stream",
+    "make_objective",
+    "open_study",
+    "parse_param",
+    "save_best",
+    "tune",
+    "tuning_stream",
+    "validation_accuracy",
+    "validation_sets",
+]
 
 
 @dataclass(frozen=True)
@@ -244,22 +141,6 @@ def tuning_stream(config: TuneConfig) -> Stream:
         raise ValueError(f"--tune-experiences must be in 1..{len(stream)}, got {k}")
     stream = replace(stream, experiences=stream.experiences[:k])
     return guard_stream(stream.to(resolve_device(config.run.device)))
-
-
-def validation_sets(stream: Stream) -> list[TensorSet]:
-    """The data the objective is scored on: each experience's validation split."""
-    sets = [e.valid for e in stream.experiences]
-    if any(s is None for s in sets):
-        raise ValueError("the tuning stream has experiences without a validation split")
-    return [s for s in sets if s is not None]
-
-
-def validation_accuracy(model: nn.Module, strategies: Sequence[Strategy], data: TensorSet) -> float:
-    """Accuracy of the model (with the strategies' `predict`) on one validation set."""
-    from lifelong.train import predict
-
-    pred = predict(model, strategies, data.x, data.t)
-    return float((pred == data.y).double().mean())
 
 
 def make_objective(
