@@ -150,15 +150,20 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    """`lifelong strategies`: one line per strategy, its first docstring line."""
+    """`lifelong strategies`: one line per strategy, its docstring's first sentence."""
     from lifelong.strategies.registry import registry
 
     reg = registry()
     width = max(len(n) for n in reg)
     for name, cls in sorted(reg.items()):
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        print(f"{name:<{width}}  [{','.join(cls.scenarios)}]  {doc}")
+        print(f"{name:<{width}}  [{','.join(cls.scenarios)}]  {summary(cls.__doc__)}")
     return 0
+
+
+def summary(doc: str | None, limit: int = 110) -> str:
+    """The first paragraph of a docstring on one line, cut at `limit` characters."""
+    para = " ".join((doc or "").strip().split("\n\n")[0].split())
+    return para if len(para) <= limit else para[: limit - 1].rstrip() + "…"
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
