@@ -28,7 +28,9 @@ PRECISIONS = ("fp32", "bf16")
 class TrainConfig:
     """How each experience is trained. `online=True` forces one epoch (single pass);
     `reset_optimizer` starts each experience with a fresh optimizer state; `precision="bf16"`
-    runs forward and loss under bfloat16 autocast (weights and optimizer stay float32)."""
+    runs forward and loss under bfloat16 autocast (weights and optimizer stay float32);
+    `compile=True` runs each step as a `torch.compile`d function (`lifelong.compiled`) when
+    every strategy is `compile_safe`, eagerly otherwise (with a warning)."""
 
     epochs: int = 1
     batch_size: int = 32
@@ -40,6 +42,7 @@ class TrainConfig:
     online: bool = False
     reset_optimizer: bool = True
     precision: str = "fp32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -57,6 +60,10 @@ class TrainConfig:
             )
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.compile:
+            from lifelong.compiled import check_compile
+
+            check_compile()
 
 
 def forward(model: nn.Module, x: Tensor, t: Tensor) -> Tensor:
@@ -136,6 +143,7 @@ def train_experience(
         data = s.train_data(experience, seen)
     n, epochs = len(data), 1 if cfg.online else cfg.epochs
     autocast = _autocast(cfg, model)
+    step = _compiled_step(model, strategies, optimizer, cfg) if cfg.compile else None
     model.train()
     for epoch in range(epochs if n else 0):
         order = torch.randperm(n, generator=generator)
@@ -143,6 +151,9 @@ def train_experience(
             batch = Batch(part.x, part.y, part.t, len(part.y))
             for s in hooks.batch:
                 batch = s.batch(batch)
+            if step is not None:  # the same step as below, compiled
+                step(batch)
+                continue
             with autocast:
                 out = forward(model, batch.x, batch.t)
                 loss = (
@@ -164,6 +175,14 @@ def train_experience(
     for s in hooks.end:
         s.end(model, experience)
     return model, optimizer
+
+
+def _compiled_step(
+    model: nn.Module, strategies: Sequence[Strategy], opt: torch.optim.Optimizer, cfg: TrainConfig
+) -> Callable[[Batch], None] | None:
+    from lifelong.compiled import compiled_step
+
+    return compiled_step(model, strategies, opt, cfg)
 
 
 def _autocast(cfg: TrainConfig, model: nn.Module) -> contextlib.AbstractContextManager[object]:

@@ -42,6 +42,8 @@ SWEEPABLE = (
     "epochs",
     "batch_size",
     "online",
+    "precision",
+    "compile",
 )
 #: Keys copied as they are from the experiment to every run's `RunConfig`.
 _RUN_KEYS = SWEEPABLE + ("device", "data", "data_dir")
@@ -71,6 +73,8 @@ class ExperimentConfig:
     epochs: int = 2
     batch_size: int = 32
     online: bool = False
+    precision: str = "fp32"
+    compile: bool = False
     device: str = "cpu"
     threads: int | None = None
     workers: int | None = None
@@ -141,6 +145,14 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "epochs": (chk.pos_int, "epochs per experience"),
     "batch_size": (chk.pos_int, "batch size"),
     "online": (chk.boolean, "single pass over each experience"),
+    "precision": (
+        chk.choice(*chk.PRECISIONS),
+        "fp32, or bf16 (bfloat16 autocast for forward and loss; weights stay float32)",
+    ),
+    "compile": (
+        chk.boolean,
+        "torch.compile the training step (CUDA graphs on CUDA) for compile-safe strategies",
+    ),
     "device": (chk.device, "cpu, cuda, cuda:N or auto"),
     "threads": (chk.opt_pos_int, "torch threads per run (default: cores // workers)"),
     "workers": (chk.opt_pos_int, "runs at once (default: one per core)"),
@@ -278,6 +290,12 @@ def _check_grid(cfg: ExperimentConfig, src: Callable[[str], str]) -> None:
         expand_sweep(cfg.strategies, {})
     except ValueError as e:
         raise ConfigError(f"{src('strategies')}: strategies: {e}") from None
+    if cfg.compile or True in cfg.sweep.get("compile", ()):
+        from lifelong.compiled import compile_unavailable
+
+        reason = compile_unavailable("cpu" if cfg.device == "cpu" else None)
+        if reason is not None:
+            raise ConfigError(f"{src('compile')}: compile: true is not possible here: {reason}")
     try:
         expand_sweep(cfg.strategies, cfg.sweep)
     except ValueError as e:
@@ -361,7 +379,10 @@ _TYPES: dict[str, Any] = {
     "epochs": int, "batch_size": int, "threads": int, "workers": int,
     "lr": float, "momentum": float, "weight_decay": float,
 }  # fmt: skip
-_CHOICES = {"head": ("fixed", "grow"), "optimizer": ("sgd", "adam"), "executor": EXECUTORS}
+_CHOICES = {
+    "head": ("fixed", "grow"), "optimizer": ("sgd", "adam"), "executor": EXECUTORS,
+    "precision": chk.PRECISIONS,
+}  # fmt: skip
 
 
 def _flag(key: str) -> str:

@@ -17,7 +17,6 @@ never leaves half a file, and each finished run is saved the moment it finishes.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import tempfile
@@ -27,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lifelong.experiment.run import RunConfig
+from lifelong.experiment.run import RunConfig, config_hash
 
 ROW_FILE, CONFIG_FILE, LOG_FILE = "row.json", "config.json", "run.log"
 #: The scalar fields of a results row, in table order (`accuracy_matrix` and `params` follow).
@@ -54,11 +53,7 @@ ROW_FIELDS = (
 def run_key(config: RunConfig) -> str:
     """A stable hash of a run's config, known before it runs (device and threads excluded,
     as they do not change what is computed). Names the run's folder in the store."""
-    key = asdict(config)
-    key.pop("device")
-    key.pop("threads")
-    text = json.dumps(key, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return config_hash(config)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -152,21 +152,13 @@ def make_objective(
     import optuna
     import torch
 
-    from lifelong.experiment.run import model_spec, resolve_device
+    from lifelong.experiment.run import model_spec, resolve_device, train_config
     from lifelong.models import build_model
     from lifelong.strategies.registry import build_one, canonical_spec
-    from lifelong.train import TrainConfig, train_experience
+    from lifelong.train import train_experience
 
     r = config.run
-    tcfg = TrainConfig(
-        epochs=r.epochs,
-        batch_size=r.batch_size,
-        optimizer=r.optimizer,
-        lr=r.lr,
-        momentum=r.momentum,
-        weight_decay=r.weight_decay,
-        online=r.online or stream.online,
-    )
+    tcfg = train_config(r, stream)  # the same loop settings as the real run
     device = resolve_device(r.device)
     mname, mparams = model_spec(r.model)
 

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 SCENARIO_NAMES = ("class", "domain", "task")
+#: Training precisions (`lifelong.train.PRECISIONS`, kept here so configs stay torch-free).
+PRECISIONS = ("fp32", "bf16")
 
 
 class Bad(Exception):

@@ -79,6 +79,7 @@ class QuadraticRegularizer(Strategy):
     The trainable parameters must keep their shapes across experiences.
     """
 
+    compile_safe = True  # same results as eager on CPU (a graph break at the penalty)
     importance_: list[Tensor] | None
     anchor_: list[Tensor] | None
     offset_: float

@@ -47,6 +47,8 @@ class AGEM(Strategy):
     does little better than naive; with momentum 0 it retains much more.
     """
 
+    compile_safe = True
+
     def __init__(self, mem_size: int = 500, sample_size: int = 256) -> None:
         for key, value in (("mem_size", mem_size), ("sample_size", sample_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

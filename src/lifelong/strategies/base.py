@@ -53,11 +53,16 @@ class Strategy:
     * `scenarios`: the scenarios the method serves (others are refused when a run starts).
     * `sees_whole_stream`: only for oracle baselines (joint): `train_data` then receives
       every experience of the stream, not just the ones seen so far.
+    * `compile_safe`: the method allows the compiled step (`lifelong.compiled`): its
+      `loss`/`penalty` are tensor code `torch.compile` can trace, and one graph serves every
+      step of a run (the model's structure does not change between experiences). Its
+      `batch`, `grads` and `after_step` hooks still run eagerly around the compiled parts.
     """
 
     name: ClassVar[str] = "strategy"
     scenarios: ClassVar[tuple[str, ...]] = ("class", "domain", "task")
     sees_whole_stream: ClassVar[bool] = False
+    compile_safe: ClassVar[bool] = False
 
     # -- hooks ---------------------------------------------------------------------------
     def train_data(self, experience: Experience, seen: Sequence[Experience]) -> TensorSet:

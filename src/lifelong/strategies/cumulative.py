@@ -16,5 +16,7 @@ class Cumulative(Strategy):
     At experience i it trains on experiences 0..i; its cost grows with the stream.
     No hyper-parameters."""
 
+    compile_safe = True
+
     def train_data(self, experience: Experience, seen: Sequence[Experience]) -> TensorSet:
         return TensorSet.concat([e.train for e in seen])

@@ -48,6 +48,8 @@ class DER(MemoryStrategy):
     * `alpha` (1.0): weight of the logit-matching term.
     """
 
+    compile_safe = True
+
     def __init__(
         self, mem_size: int = 500, replay_batch_size: int = 32, alpha: float = 1.0
     ) -> None:

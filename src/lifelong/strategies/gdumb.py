@@ -35,6 +35,8 @@ class GDumb(Strategy):
       small memory for many epochs; this repeats it without changing the run's epochs).
     """
 
+    compile_safe = True
+
     def __init__(self, mem_size: int = 500, passes: int = 1) -> None:
         if mem_size < 0:
             raise ValueError(f"mem_size must be >= 0, got {mem_size}")

@@ -19,6 +19,7 @@ class Joint(Strategy):
     No hyper-parameters."""
 
     sees_whole_stream = True
+    compile_safe = True
 
     def train_data(self, experience: Experience, seen: Sequence[Experience]) -> TensorSet:
         if experience.index == seen[0].index:

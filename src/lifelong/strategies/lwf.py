@@ -68,6 +68,8 @@ class LwF(Strategy):
     parameters.
     """
 
+    compile_safe = True
+
     def __init__(self, alpha: float = 0.3, temperature: float = 2.0) -> None:
         if not alpha >= 0:
             raise ValueError(f"lwf: alpha must be >= 0, got {alpha}")

@@ -12,3 +12,5 @@ class Naive(Strategy):
 
     A hybrid that includes `naive` is the hybrid without it.
     """
+
+    compile_safe = True

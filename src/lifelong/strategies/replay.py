@@ -98,6 +98,8 @@ class Replay(MemoryStrategy):
       the model's features, as iCaRL) fill at the end of each experience.
     """
 
+    compile_safe = True
+
     def __init__(
         self,
         mem_size: int = 500,
