@@ -36,8 +36,21 @@ def table(rows: list[dict]) -> list[str]:
     by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["strategy"], []).append(r)
-    out = ["| strategy | final accuracy | forgetting | train seconds | runs ok |", "|---|---|---|---|---|"]
-    order = sorted(by, key=lambda s: -(metrics.mean_std([r["final_average_accuracy"] for r in by[s] if r["status"] == "ok"])[0] or -1))
+    out = [
+        "| strategy | final accuracy | forgetting | train seconds | runs ok |",
+        "|---|---|---|---|---|",
+    ]
+    order = sorted(
+        by,
+        key=lambda s: (
+            -(
+                metrics.mean_std(
+                    [r["final_average_accuracy"] for r in by[s] if r["status"] == "ok"]
+                )[0]
+                or -1
+            )
+        ),
+    )
     for s in order:
         ok = [r for r in by[s] if r["status"] == "ok"]
         out.append(
@@ -49,13 +62,17 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--only", default="class,task,domain")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    names = sorted(n for n, c in registry().items() if c.__module__.startswith("lifelong.strategies."))
+    names = sorted(
+        n for n, c in registry().items() if c.__module__.startswith("lifelong.strategies.")
+    )
     lines = [
         "# Strategy catalogue on the reference protocol",
         "",
@@ -69,12 +86,18 @@ def main() -> None:
         bench = SETTINGS[scenario]
         served = [n for n in names if scenario in registry()[n].scenarios]
         configs = [
-            RunConfig(benchmark=bench, scenario=scenario, strategy=n, seed=s, threads=1) for n in served for s in seeds
+            RunConfig(benchmark=bench, scenario=scenario, strategy=n, seed=s, threads=1)
+            for n in served
+            for s in seeds
         ]
         t0 = time.perf_counter()
         rows = run_all(configs, workers=args.workers, quiet=True)
         write_results(HERE / "results" / scenario, rows, provenance("cpu", 1))
-        lines += ["", f"## {scenario} scenario, {bench} ({len(configs)} runs, {time.perf_counter() - t0:.0f} s)", ""]
+        lines += [
+            "",
+            f"## {scenario} scenario, {bench} ({len(configs)} runs, {time.perf_counter() - t0:.0f} s)",
+            "",
+        ]
         lines += table(rows)
         print("\n".join(lines[-len(served) - 2 :]), flush=True)
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")

@@ -24,7 +24,14 @@ MEM, MEM_BATCH, AGEM_SAMPLE = 500, 32, 256
 
 def mlp(n_in: int, n_out: int) -> nn.Module:
     """The reference MLP 784-400-400-10."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(n_in, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, n_out))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(n_in, 400),
+        nn.ReLU(),
+        nn.Linear(400, 400),
+        nn.ReLU(),
+        nn.Linear(400, n_out),
+    )
 
 
 class Reservoir:
@@ -43,7 +50,9 @@ class Reservoir:
             self.z = None if z is None else z.new_empty((self.size, *z.shape[1:]))
         n = len(x)
         pos = torch.arange(self.seen, self.seen + n, device=x.device)
-        slot = torch.where(pos < self.size, pos, (torch.rand(n, device=x.device) * (pos + 1)).long())
+        slot = torch.where(
+            pos < self.size, pos, (torch.rand(n, device=x.device) * (pos + 1)).long()
+        )
         keep = slot < self.size
         self.x[slot[keep]] = x[keep]
         self.y[slot[keep]] = y[keep]  # type: ignore[index]
@@ -69,7 +78,9 @@ def _set_grad(model: nn.Module, g: Tensor) -> None:
         i += n
 
 
-def plain(stream: Stream, seed: int, device: torch.device, extra: str) -> tuple[float, list[list[float]]]:
+def plain(
+    stream: Stream, seed: int, device: torch.device, extra: str
+) -> tuple[float, list[list[float]]]:
     """Train through `stream` with the extra work named `extra`; return (seconds, matrix)."""
     t_start = time.perf_counter()
     torch.manual_seed(seed)
@@ -94,13 +105,22 @@ def plain(stream: Stream, seed: int, device: torch.device, extra: str) -> tuple[
     matrix = []
     for k, (x, y) in enumerate(trains):
         if extra == "cumulative":
-            x, y = torch.cat([t[0] for t in trains[: k + 1]]), torch.cat([t[1] for t in trains[: k + 1]])
+            x, y = (
+                torch.cat([t[0] for t in trains[: k + 1]]),
+                torch.cat([t[1] for t in trains[: k + 1]]),
+            )
         if extra == "joint":
-            x, y = (torch.cat([t[0] for t in trains]), torch.cat([t[1] for t in trains])) if k == 0 else (x[:0], y[:0])
+            x, y = (
+                (torch.cat([t[0] for t in trains]), torch.cat([t[1] for t in trains]))
+                if k == 0
+                else (x[:0], y[:0])
+            )
         if extra == "lwf" and k > 0:
             teacher = copy.deepcopy(model).eval()
         opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-        step: Callable[[Tensor, Tensor], None] = _make_step(extra, model, opt, buf, teacher, anchor, importance, k)
+        step: Callable[[Tensor, Tensor], None] = _make_step(
+            extra, model, opt, buf, teacher, anchor, importance, k
+        )
         for _ in range(EPOCHS if len(x) else 0):
             order = torch.randperm(len(x), generator=gen).to(device)
             for i in range(0, len(x), BATCH):
@@ -130,9 +150,15 @@ def _make_step(extra, model, opt, buf, teacher, anchor, importance, k):  # type:
         if extra == "lwf" and teacher is not None:
             with torch.no_grad():
                 t = teacher(xb)
-            loss = loss + F.kl_div(F.log_softmax(out / 2, 1), F.softmax(t / 2, 1), reduction="batchmean") * 4
+            loss = (
+                loss
+                + F.kl_div(F.log_softmax(out / 2, 1), F.softmax(t / 2, 1), reduction="batchmean")
+                * 4
+            )
         if extra in ("ewc", "si") and anchor:
-            loss = loss + sum((w * (p - a) ** 2).sum() for p, a, w in zip(params, anchor, importance))
+            loss = loss + sum(
+                (w * (p - a) ** 2).sum() for p, a, w in zip(params, anchor, importance)
+            )
         if extra == "agem" and buf.seen:
             mx, my, _ = buf.sample(AGEM_SAMPLE)
             opt.zero_grad(set_to_none=True)

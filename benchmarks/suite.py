@@ -34,16 +34,31 @@ from lifelong.train import Evaluator, TrainConfig, train_experience  # noqa: E40
 
 #: the plain loop each strategy is compared with (its own extra work), others: naive
 REFERENCE = {
-    "joint": "joint", "cumulative": "cumulative", "replay": "replay", "er-ace": "replay",
-    "der": "der", "derpp": "der", "lwf": "lwf", "ewc": "ewc", "online-ewc": "ewc", "mas": "ewc",
-    "si": "si", "agem": "agem",
+    "joint": "joint",
+    "cumulative": "cumulative",
+    "replay": "replay",
+    "er-ace": "replay",
+    "der": "der",
+    "derpp": "der",
+    "lwf": "lwf",
+    "ewc": "ewc",
+    "online-ewc": "ewc",
+    "mas": "ewc",
+    "si": "si",
+    "agem": "agem",
 }
 #: explicit specs so both sides do the same amount of work
-SPECS = {"replay": "replay(mem_size=500)", "der": "der(mem_size=500)", "derpp": "derpp(mem_size=500)",
-         "er-ace": "er-ace(mem_size=500)"}
+SPECS = {
+    "replay": "replay(mem_size=500)",
+    "der": "der(mem_size=500)",
+    "derpp": "derpp(mem_size=500)",
+    "er-ace": "er-ace(mem_size=500)",
+}
 
 
-def timed_lifelong(stream: Stream, spec: str, seed: int, device: torch.device) -> tuple[float, list[float], list[float]]:
+def timed_lifelong(
+    stream: Stream, spec: str, seed: int, device: torch.device
+) -> tuple[float, list[float], list[float]]:
     """One lifelong run: (seconds, per-experience training seconds, last accuracy row)."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -67,7 +82,9 @@ def timed_lifelong(stream: Stream, spec: str, seed: int, device: torch.device) -
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
@@ -77,8 +94,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     stream = get_benchmark("split-mnist-5k", "class").to(device)
-    names = [n for n in sorted(registry()) if registry()[n].__module__.startswith("lifelong.strategies.")
-             and "class" in registry()[n].scenarios]
+    names = [
+        n
+        for n in sorted(registry())
+        if registry()[n].__module__.startswith("lifelong.strategies.")
+        and "class" in registry()[n].scenarios
+    ]
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
     names = ["naive"] + [n for n in names if n != "naive"]  # the plain naive baseline first
@@ -86,9 +107,13 @@ def main() -> None:
     plain(stream, 0, device, "naive")  # warm-up
     timed_lifelong(stream, "naive", 0, device)
     naive_plain: list[float] = []
-    print(f"# torch {torch.__version__}, device {args.device}, threads {args.threads}, "
-          f"rounds {args.rounds}, {time.strftime('%Y-%m-%d')}")
-    print("| strategy | seconds | samples/s | x own plain loop | x plain naive | exp5/exp2 train time | peak MB | final acc |")
+    print(
+        f"# torch {torch.__version__}, device {args.device}, threads {args.threads}, "
+        f"rounds {args.rounds}, {time.strftime('%Y-%m-%d')}"
+    )
+    print(
+        "| strategy | seconds | samples/s | x own plain loop | x plain naive | exp5/exp2 train time | peak MB | final acc |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in names:
         spec, ref = SPECS.get(name, name), REFERENCE.get(name, "naive")
@@ -102,7 +127,11 @@ def main() -> None:
                 sec, per_exp, row = timed_lifelong(stream, spec, r, device)
             ours.append(sec)
             theirs.append(psec)
-            growth.append(per_exp[-1] / per_exp[1] if name not in ("joint", "cumulative", "gdumb") else float("nan"))
+            growth.append(
+                per_exp[-1] / per_exp[1]
+                if name not in ("joint", "cumulative", "gdumb")
+                else float("nan")
+            )
             acc = sum(row) / len(row)
             if ref == "naive" and name == "naive":
                 naive_plain.append(psec)
@@ -111,10 +140,15 @@ def main() -> None:
         ratio = statistics.median(o / t for o, t in zip(ours, theirs))
         peak = float("nan")
         if not args.no_memory:
-            [res] = run_all([RunConfig(strategy=spec, device=args.device, threads=args.threads)], quiet=True)
+            [res] = run_all(
+                [RunConfig(strategy=spec, device=args.device, threads=args.threads)], quiet=True
+            )
             peak = res["peak_memory_mb"] or float("nan")
-        print(f"| {spec} | {med:.2f} | {n_samples / med:,.0f} | {ratio:.2f} ({ref}) | {med / base:.2f} | "
-              f"{statistics.median(growth):.2f} | {peak:.0f} | {acc:.3f} |", flush=True)
+        print(
+            f"| {spec} | {med:.2f} | {n_samples / med:,.0f} | {ratio:.2f} ({ref}) | {med / base:.2f} | "
+            f"{statistics.median(growth):.2f} | {peak:.0f} | {acc:.3f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

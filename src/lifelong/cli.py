@@ -7,8 +7,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-DEFAULT_STRATEGIES = "naive,cumulative,joint"
-
 
 def _seeds(text: str) -> list[int]:
     try:

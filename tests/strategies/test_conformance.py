@@ -27,7 +27,9 @@ CATALOGUE = sorted(
     name for name, cls in registry().items() if cls.__module__.startswith("lifelong.strategies.")
 )
 SCENARIOS = ("class", "domain", "task")
-FAST = dict(benchmark="synthetic", epochs=1, batch_size=16, lr=0.05, momentum=0.0, model="mlp(hidden=(32,))")
+FAST = dict(
+    benchmark="synthetic", epochs=1, batch_size=16, lr=0.05, momentum=0.0, model="mlp(hidden=(32,))"
+)
 
 
 def _first_scenario(name: str) -> str:
@@ -35,7 +37,11 @@ def _first_scenario(name: str) -> str:
 
 
 def _check_plain(value: Any, where: str) -> None:
-    if isinstance(value, torch.Tensor) or value is None or isinstance(value, (bool, int, float, str)):
+    if (
+        isinstance(value, torch.Tensor)
+        or value is None
+        or isinstance(value, (bool, int, float, str))
+    ):
         return
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
@@ -46,7 +52,9 @@ def _check_plain(value: Any, where: str) -> None:
             assert isinstance(k, (str, int)), f"{where}: key {k!r} is not a str/int"
             _check_plain(v, f"{where}.{k}")
         return
-    raise AssertionError(f"{where} holds a {type(value).__name__}; state must be tensors and plain values")
+    raise AssertionError(
+        f"{where} holds a {type(value).__name__}; state must be tensors and plain values"
+    )
 
 
 @pytest.mark.parametrize("name", CATALOGUE)
@@ -68,7 +76,9 @@ def _train(strategies: list[Strategy], model: torch.nn.Module, stream, exps: ran
     torch.manual_seed(seed)
     opt = None
     for i in exps:
-        model, opt = train_experience(model, strategies, stream[i], stream.experiences[: i + 1], opt, cfg, gen)
+        model, opt = train_experience(
+            model, strategies, stream[i], stream.experiences[: i + 1], opt, cfg, gen
+        )
     return model
 
 

@@ -61,7 +61,7 @@ class ExperimentConfig:
     data: dict[str, Any] | None = None
     data_dir: str | None = None
     scenario: tuple[str, ...] | None = None
-    strategies: tuple[str, ...] = ("naive", "cumulative", "joint")
+    strategies: tuple[str, ...] = ("naive", "ewc", "lwf", "replay", "derpp", "cumulative", "joint")
     sweep: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0, 1, 2)
     model: str = "mlp"
