@@ -111,6 +111,12 @@ def test_same_seed_same_result_and_different_seed_differs():
     assert a["run_id"] == b["run_id"] != c["run_id"]
 
 
+def test_joint_trains_every_task_head():
+    # joint trains on all experiences at once: every task's head must be open for it
+    r = _run("joint", scenario="task")
+    assert min(r["accuracy_matrix"][0]) > 0.9
+
+
 def test_task_scenario_uses_one_head_per_task():
     r = _run("naive", scenario="task")
     assert r["final_average_accuracy"] > 0.95  # each head only separates its two classes

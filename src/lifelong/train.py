@@ -133,7 +133,8 @@ def train_experience(
     the set of trainable parameters changed (a new head, a new column, frozen layers).
     """
     hooks = Hooks(strategies)
-    adapt_model(model, experience)
+    for e in (*seen, experience):  # heads for every experience whose data may be trained on
+        adapt_model(model, e)
     for s in hooks.begin:
         model = s.begin(model, experience)
     if optimizer is None or cfg.reset_optimizer or not _same_params(optimizer, model):
