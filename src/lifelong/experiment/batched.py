@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lifelong import metrics
+from lifelong.checkpoint import RunState
 from lifelong.data.experience import Experience, Stream, TensorSet
 from lifelong.experiment.run import (
     RunConfig,
@@ -49,10 +49,12 @@ from lifelong.experiment.run import (
     model_spec,
     peak_memory_mb,
     resolve_device,
+    results_row,
     run_id,
+    train_config,
 )
 from lifelong.strategies.base import Strategy
-from lifelong.train import TrainConfig
+from lifelong.train import Evaluator, TrainConfig
 
 #: Strategies `run_batched` trains: those whose only hook is `train_data` (same data for
 #: every run).
@@ -193,18 +195,9 @@ def train_experience_batched(
             optimizer.step(net.tensors(), grads)
 
 
-class BatchedEvaluator:
+class BatchedEvaluator(Evaluator):
     """Accuracy of every run on every experience's test set, in one pass over their
     concatenation (the batched counterpart of `lifelong.train.Evaluator`)."""
-
-    def __init__(self, stream: Stream, batch_size: int = 1024) -> None:
-        tests = [e.test for e in stream.experiences]
-        self.test = TensorSet.concat(tests)
-        self.owner = torch.cat(
-            [torch.full((len(s),), i, dtype=torch.long) for i, s in enumerate(tests)]
-        ).to(self.test.y.device)
-        self.sizes = torch.tensor([len(s) for s in tests], dtype=torch.float64)
-        self.batch_size = batch_size
 
     @torch.no_grad()
     def rows(self, net: StackedMLP) -> list[list[float]]:
@@ -334,18 +327,7 @@ def run_batched(
     stream = _stream(config, stream)
     strategies = check_supported(config, stream)
     fp = str(stream.info.get("fingerprint") or fingerprint(stream))
-    tcfg = TrainConfig(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=min(c.lr for c in configs),
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        online=config.online or stream.online,
-        precision=config.precision,
-        compile=config.compile,
-    )
-    if stream.online:
-        tcfg = replace(tcfg, batch_size=int(str(stream.info.get("online_batch_size", 10))))
+    tcfg = replace(train_config(config, stream), lr=min(c.lr for c in configs))
     stream = stream.to(device)
     perm = sorted(range(len(configs)), key=lambda i: configs[i].lr)  # equal lrs side by side
     models = [_init_model(configs[i], stream, device) for i in perm]
@@ -361,7 +343,10 @@ def run_batched(
     wall, peak = (time.perf_counter() - wall0) / S, peak_memory_mb()
     rows: dict[int, dict[str, Any]] = {}
     for k, i in enumerate(perm):
-        row = _row(configs[i], stream, spec, fp, tcfg, strategies, matrices[k], baseline[k])
+        state = RunState(matrix=matrices[k], baseline=baseline[k])
+        row = results_row(
+            configs[i], run_id(configs[i], spec, fp), fp, stream, strategies, tcfg, state
+        )
         row.update(shared, wall_seconds=wall, peak_memory_mb=peak)
         row.update(_model=models[k], _strategies=[s.clone() for s in strategies])
         rows[i] = row
@@ -414,49 +399,3 @@ def _train_data(
             f"run_batched needs in-memory training data (TensorSet), got {type(data).__name__}"
         )
     return data
-
-
-def _row(
-    config: RunConfig,
-    stream: Stream,
-    spec: str,
-    fp: str,
-    tcfg: TrainConfig,
-    strategies: list[Strategy],
-    matrix: list[list[float]],
-    baseline: list[float],
-) -> dict[str, Any]:
-    """The `results.json` row of one run, with the fields `run()` writes."""
-    from lifelong.strategies.registry import spec_params
-
-    return {
-        "run_id": run_id(config, spec, fp),
-        "benchmark": stream.name,
-        "scenario": stream.scenario,
-        "strategy": spec,
-        "params": {
-            "model": config.model,
-            "head": config.head,
-            "optimizer": config.optimizer,
-            "lr": config.lr,
-            "momentum": config.momentum,
-            "weight_decay": config.weight_decay,
-            "epochs": tcfg.epochs,
-            "batch_size": tcfg.batch_size,
-            "online": tcfg.online,
-            "precision": tcfg.precision,
-            "compile": tcfg.compile,
-            "data_fingerprint": fp,
-            **spec_params(strategies),
-            **config.extra,
-        },
-        "seed": config.seed,
-        "status": "ok",
-        "error": None,
-        "n_experiences": len(matrix),
-        "accuracy_matrix": matrix,
-        "final_average_accuracy": metrics.final_average_accuracy(matrix),
-        "average_forgetting": metrics.average_forgetting(matrix),
-        "backward_transfer": metrics.backward_transfer(matrix),
-        "forward_transfer": metrics.forward_transfer(matrix, baseline),
-    }
