@@ -4,14 +4,16 @@ Reference protocol: MLP 784-400-400-10, SGD lr 0.01 momentum 0.9, batch 32, 2 ep
 experience, seeds 0, 1, 2, default hyper-parameters of every strategy; class and task
 scenarios on split-mnist-5k, domain scenario on permuted-mnist-5k. Each run gets a fresh
 worker process (2 workers x 1 torch thread). Writes `benchmarks/results/<scenario>/results.json`
-and `benchmarks/RESULTS.md`.
+and `benchmarks/RESULTS.md` (from every scenario recorded so far, so `--only` reruns one).
 
     python benchmarks/catalogue.py [--seeds 0,1,2] [--workers 2] [--only class,task,domain]
+                                   [--strategies ewc,si]   # rerun some, keep the other rows
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from pathlib import Path
@@ -68,6 +70,9 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--only", default="class,task,domain")
+    p.add_argument(
+        "--strategies", default="", help="rerun only these (comma-separated); keep the other rows"
+    )
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     names = sorted(
@@ -85,21 +90,29 @@ def main() -> None:
     for scenario in args.only.split(","):
         bench = SETTINGS[scenario]
         served = [n for n in names if scenario in registry()[n].scenarios]
+        if args.strategies:
+            served = [n for n in served if n in args.strategies.split(",")]
         configs = [
             RunConfig(benchmark=bench, scenario=scenario, strategy=n, seed=s, threads=1)
             for n in served
             for s in seeds
         ]
-        t0 = time.perf_counter()
         rows = run_all(configs, workers=args.workers, quiet=True)
+        old = HERE / "results" / scenario / "results.json"
+        if args.strategies and old.exists():  # keep the other strategies' rows
+            kept = [
+                r
+                for r in json.loads(old.read_text())["runs"]
+                if r["strategy"].split("(")[0] not in served
+            ]
+            rows = kept + rows
         write_results(HERE / "results" / scenario, rows, provenance("cpu", 1))
-        lines += [
-            "",
-            f"## {scenario} scenario, {bench} ({len(configs)} runs, {time.perf_counter() - t0:.0f} s)",
-            "",
-        ]
-        lines += table(rows)
-        print("\n".join(lines[-len(served) - 2 :]), flush=True)
+        print("\n".join(table(rows)), flush=True)
+    for scenario, bench in SETTINGS.items():  # every scenario recorded so far
+        path = HERE / "results" / scenario / "results.json"
+        if path.exists():
+            rows = json.loads(path.read_text())["runs"]
+            lines += ["", f"## {scenario} scenario, {bench} ({len(rows)} runs)", "", *table(rows)]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
 
