@@ -144,9 +144,12 @@ def _make_step(extra, model, opt, buf, teacher, anchor, importance, k):  # type:
             xs, ys = torch.cat([xb, mx]), torch.cat([yb, my])
         out = model(xs)
         loss = F.cross_entropy(out, ys)
-        if extra == "der" and buf.seen:
+        if extra in ("der", "derpp") and buf.seen:
             mx, _, mz = buf.sample(MEM_BATCH)
             loss = loss + 0.3 * F.mse_loss(model(mx), mz)
+        if extra == "derpp" and buf.seen:  # DER++: a second memory batch with its labels
+            mx2, my2, _ = buf.sample(MEM_BATCH)
+            loss = loss + F.cross_entropy(model(mx2), my2)
         if extra == "lwf" and teacher is not None:
             with torch.no_grad():
                 t = teacher(xb)
@@ -174,7 +177,7 @@ def _make_step(extra, model, opt, buf, teacher, anchor, importance, k):  # type:
         opt.step()
         if extra in ("replay", "agem"):
             buf.add(xb, yb)
-        if extra == "der":
+        if extra in ("der", "derpp"):
             buf.add(xb, yb, out[: len(xb)].detach())
 
     return step

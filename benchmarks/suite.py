@@ -39,7 +39,7 @@ REFERENCE = {
     "replay": "replay",
     "er-ace": "replay",
     "der": "der",
-    "derpp": "der",
+    "derpp": "derpp",
     "lwf": "lwf",
     "ewc": "ewc",
     "online-ewc": "ewc",
