@@ -319,4 +319,6 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
     fmt_row = "  ".join("{:<%d}" % w for w in widths).format
     sep = "  ".join("-" * w for w in widths)
-    return "\n".join([fmt_row(*head), sep] + [fmt_row(*cells) for cells in lines])
+    return "\n".join(
+        r.rstrip() for r in [fmt_row(*head), sep] + [fmt_row(*cells) for cells in lines]
+    )
