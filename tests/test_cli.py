@@ -146,3 +146,18 @@ def test_failed_run_keeps_its_row(tmp_path, capsys):
     doc = json.loads((tmp_path / "results.json").read_text())
     [row] = doc["runs"]
     assert row["status"] == "failed" and "CUDA is not available" in row["error"]
+
+
+def test_bad_data_fails_before_any_run(tmp_path, capsys):
+    csv = tmp_path / "mixed.csv"
+    rows = ["a,b,label"] + [f"{i},{i % 3},{'x' if i % 2 else 'y'}" for i in range(40)]
+    rows[6] = "5,oops,x"
+    csv.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    code = main(["compare", "--data", str(csv), "--target", "label", "--strategies", "naive",
+                 "--seeds", "0", "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 2
+    assert "feature column 'b' mixes numbers and text" in capsys.readouterr().err
+    assert not (out / "results.json").exists()
+    code = main(["compare", "--data", str(csv), "--target", "lable", "--out", str(out), "--quiet"])
+    assert code == 2 and "target column 'lable' is not in mixed.csv" in capsys.readouterr().err

@@ -9,6 +9,7 @@ picks up where it stopped. After each run it calls the trackers' `log_run`.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -172,6 +173,21 @@ def open_trackers(spec: dict[str, dict[str, Any]]) -> list[RunLogger]:
     return [get_tracker(name, **options) for name, options in spec.items()]
 
 
+def check_data_sources(configs: Sequence[RunConfig]) -> None:
+    """Build each distinct user data source (`data:`) once before any run starts, so a bad
+    file, column or value fails the command at once (a `ValueError` naming it) instead of
+    every run, and a disk cache is written once rather than by several workers at a time."""
+    from lifelong.experiment.run import make_stream
+
+    checked: set[str] = set()
+    for c in configs:
+        key = json.dumps([c.data, c.scenario], sort_keys=True, default=str)
+        if c.data is None or key in checked:
+            continue
+        checked.add(key)
+        make_stream(c)
+
+
 def run_sweep(
     experiment: ExperimentConfig,
     config_path: str | None = None,
@@ -186,6 +202,7 @@ def run_sweep(
     store = ResultStore(experiment.default_out(config_path))
     done = {k: r for k, _ in configs if (r := store.done(k)) is not None}
     todo = [(k, c) for k, c in configs if k not in done]
+    check_data_sources([c for _, c in todo])
     workers, threads = parallelism(len(todo), experiment.workers, experiment.threads)
     header = provenance(experiment.device, threads)
     n_bench = len(experiment.benchmark) * len(experiment.scenario or (1,))
