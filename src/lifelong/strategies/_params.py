@@ -76,7 +76,8 @@ class QuadraticRegularizer(Strategy):
 
     Subclasses fill `importance_` (w), `anchor_` (a) and `offset_` in `end` and say what
     `penalty_scale` is. The penalty is zero until `importance_` exists (first experience).
-    The trainable parameters must keep their shapes across experiences.
+    The trainable parameters must keep their shapes across experiences, except a classifier
+    that grows with new classes (`head="grow"`): its new rows start with zero importance.
     """
 
     compile_safe = True  # same results as eager on CPU (a graph break at the penalty)
@@ -84,6 +85,7 @@ class QuadraticRegularizer(Strategy):
     anchor_: list[Tensor] | None
     offset_: float
     _weights: list[Tensor] | None = None
+    _param_ids: list[int] = []
     #: whether `_penalty_grad` should keep the latest penalty's gradient (SI needs it)
     keeps_penalty_grad: ClassVar[bool] = False
     _penalty_grad: list[Tensor] = []
@@ -97,24 +99,30 @@ class QuadraticRegularizer(Strategy):
         if self.importance_ is None or self.anchor_ is None:
             return out.new_zeros(())
         params = trainable(model)
-        if self._weights is None:
-            self._weights = self._prepare(params)
+        ids = [id(p) for p in params]
+        if self._weights is None or ids != self._param_ids:  # new parameters: a grown head
+            self._weights, self._param_ids = self._prepare(params), ids
         sink = self._penalty_grad if self.keeps_penalty_grad else None
         value = _Quadratic.apply(self._weights, self.anchor_, sink, *params)
         return value + self.penalty_scale() * self.offset_
 
     def _prepare(self, params: list[nn.Parameter]) -> list[Tensor]:
         assert self.importance_ is not None and self.anchor_ is not None
+        self.match_params(params)
         check_shapes(self.name, self.importance_, params)
-        self.move_state(params[0].device)
         return list(torch._foreach_mul(self.importance_, 2 * self.penalty_scale()))
 
-    def move_state(self, device: torch.device) -> None:
-        """Put the learned tensors on `device` (e.g. after loading a CPU checkpoint)."""
+    def match_params(self, params: list[nn.Parameter]) -> None:
+        """Put the learned tensors on the parameters' device (e.g. after loading a CPU
+        checkpoint) and follow a growing head: rows a parameter gained along its first
+        dimension (new classes) get zero importance, so they are not held anywhere."""
+        device = params[0].device
+        if self.importance_ is not None and len(self.importance_) != len(params):
+            return  # not a growing head: `check_shapes` names the change
         if self.importance_ is not None:
-            self.importance_ = [w.to(device) for w in self.importance_]
+            self.importance_ = [grown(w.to(device), p) for w, p in zip(self.importance_, params)]
         if self.anchor_ is not None:
-            self.anchor_ = [a.to(device) for a in self.anchor_]
+            self.anchor_ = [grown(a.to(device), p) for a, p in zip(self.anchor_, params)]
 
     def invalidate(self) -> None:
         """Forget the cached scaled importance (after the importance or anchor changed)."""
@@ -125,6 +133,17 @@ class QuadraticRegularizer(Strategy):
         self.invalidate()
 
 
+def grown(stored: Tensor, param: Tensor) -> Tensor:
+    """`stored` padded with zeros to `param`'s shape when `param` only grew along its first
+    dimension (a classifier that gained classes); otherwise `stored` unchanged."""
+    if stored.shape == param.shape or stored.dim() != param.dim() or stored.dim() == 0:
+        return stored
+    if stored.shape[1:] != param.shape[1:] or stored.shape[0] > param.shape[0]:
+        return stored
+    pad = stored.new_zeros((param.shape[0] - stored.shape[0], *stored.shape[1:]))
+    return torch.cat([stored, pad])
+
+
 def check_shapes(owner: str, stored: list[Tensor], params: list[nn.Parameter]) -> None:
     """Refuse a model whose trainable parameters changed in number or shape."""
     have = [tuple(p.shape) for p in params]
@@ -132,7 +151,7 @@ def check_shapes(owner: str, stored: list[Tensor], params: list[nn.Parameter]) -
     if have != want:
         raise ValueError(
             f"{owner}: the model's trainable parameters changed from {want} to {have}; "
-            "this regularizer needs parameters that keep their shapes (use head='fixed')"
+            "this regularizer needs parameters that keep their shapes (a growing head is fine)"
         )
 
 

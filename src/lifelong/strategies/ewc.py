@@ -86,7 +86,7 @@ class EWC(QuadraticRegularizer):
 
     def end(self, model: nn.Module, experience: Experience) -> None:
         params = trainable(model)
-        self.move_state(params[0].device)
+        self.match_params(params)
         fisher = self.fisher(model, subsample(experience.train, self.fisher_samples))
         self.consolidate(fisher, snapshot(params))
         self.n_experiences_ += 1

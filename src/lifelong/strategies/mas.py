@@ -71,7 +71,7 @@ class MAS(QuadraticRegularizer):
         return [s / max(len(data), 1) for s in stats]
 
     def end(self, model: nn.Module, experience: Experience) -> None:
-        self.move_state(trainable(model)[0].device)
+        self.match_params(trainable(model))
         omega = self.importance(model, subsample(experience.train, self.samples))
         if self.importance_ is None:
             self.importance_ = omega

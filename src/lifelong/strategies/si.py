@@ -89,7 +89,7 @@ class SI(QuadraticRegularizer):
     @torch.no_grad()
     def end(self, model: nn.Module, experience: Experience) -> None:
         params = trainable(model)
-        self.move_state(params[0].device)
+        self.match_params(params)
         theta = snapshot(params)
         omega = [
             (w / ((t - s).square() + self.xi)).clamp_min(0)
