@@ -13,6 +13,7 @@
 #   4. lifelong's eager loop against a plain PyTorch loop (benchmarks/loop_overhead.py)
 #   5. the compiled step for the replay family and A-GEM (benchmarks/compiled_speed.py)
 #   6. the speed suite (benchmarks/suite.py)
+#   7. only with CIFAR=1 (a second device call): the CIFAR-shaped suite, every strategy
 # Logs go to $OUT (else /tmp/gpu_check): one per step and summary.log.
 #
 #   device run:  bash benchmarks/gpu_check.sh      (carry: build/gpu-wheels)
@@ -62,12 +63,16 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log, record the
     echo "== $name: exit $rc after $((SECONDS - t0)) s (limit $limit s)" | tee -a "$SUMMARY"
 }
 
-step 1-compiled-naive 100 "$PY" benchmarks/compiled_speed.py --device "$DEV" --rounds 7 --only naive
-step 2-compiled-tests 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_compiled.py -k cuda
-step 3-conformance 75 "$PY" -m pytest -q -p no:cacheprovider tests/strategies/test_conformance.py -k cuda
-step 4-loop-overhead 30 "$PY" benchmarks/loop_overhead.py --device "$DEV" --rounds 7
-step 5-compiled-others 110 "$PY" benchmarks/compiled_speed.py --device "$DEV" --rounds 3 \
-    --only replay,er-ace,agem,der
-step 6-suite 70 "$PY" benchmarks/suite.py --device "$DEV" --rounds 3 --no-memory
-grep -h "^| \|passed\|failed\|error\|median ratio" "$LOGS"/[1-6]-*.log >>"$SUMMARY"
+if [ "${CIFAR:-0}" = 1 ]; then  # a second device call: CIFAR=1 bash benchmarks/gpu_check.sh
+    step 7-suite-cifar 500 "$PY" benchmarks/suite.py --protocol cifar --device "$DEV" --rounds 3 --no-memory
+else
+    step 1-compiled-naive 100 "$PY" benchmarks/compiled_speed.py --device "$DEV" --rounds 7 --only naive
+    step 2-compiled-tests 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_compiled.py -k cuda
+    step 3-conformance 75 "$PY" -m pytest -q -p no:cacheprovider tests/strategies/test_conformance.py -k cuda
+    step 4-loop-overhead 30 "$PY" benchmarks/loop_overhead.py --device "$DEV" --rounds 7
+    step 5-compiled-others 110 "$PY" benchmarks/compiled_speed.py --device "$DEV" --rounds 3 \
+        --only replay,er-ace,agem,der
+    step 6-suite 70 "$PY" benchmarks/suite.py --device "$DEV" --rounds 3 --no-memory
+fi
+grep -h "^| \|passed\|failed\|error\|median ratio" "$LOGS"/[1-7]-*.log >>"$SUMMARY"
 echo "logs in $LOGS"

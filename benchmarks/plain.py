@@ -3,7 +3,7 @@ strategy's own extra work in the simplest correct way (a concatenated replay bat
 teacher forward pass, a quadratic penalty, a reference gradient), on device-resident data,
 with evaluation on every experience after each one.
 
-They are references for timing only; they share nothing with lifelong's code.
+They are references for timing only; they share no training code with lifelong.
 """
 
 from __future__ import annotations
@@ -79,14 +79,21 @@ def _set_grad(model: nn.Module, g: Tensor) -> None:
 
 
 def plain(
-    stream: Stream, seed: int, device: torch.device, extra: str
+    stream: Stream, seed: int, device: torch.device, extra: str, model_name: str = "mlp"
 ) -> tuple[float, list[list[float]]]:
-    """Train through `stream` with the extra work named `extra`; return (seconds, matrix)."""
+    """Train through `stream` with the extra work named `extra`; return (seconds, matrix).
+
+    `model_name` other than "mlp" takes that architecture from `lifelong.models` (only the
+    module: the loop here stays hand-written)."""
     t_start = time.perf_counter()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    n_in = int(torch.tensor(stream.input_shape).prod())
-    model = mlp(n_in, stream.n_classes).to(device)
+    if model_name == "mlp":
+        model = mlp(int(torch.tensor(stream.input_shape).prod()), stream.n_classes).to(device)
+    else:
+        from lifelong.models import build_model
+
+        model = build_model(model_name, stream).to(device)
     trains = [(e.train.x.to(device), e.train.y.to(device)) for e in stream]
     tests = [(e.test.x.to(device), e.test.y.to(device)) for e in stream]
     buf = Reservoir(MEM)

@@ -10,6 +10,7 @@ experience (last experience / second: the first has an empty memory), peak memor
 final accuracy.
 
     python benchmarks/suite.py --rounds 3 --threads 1 [--device cuda] [--only replay,ewc]
+    python benchmarks/suite.py --protocol cifar --rounds 3   # reduced ResNet-18, 3x32x32
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ REFERENCE = {
     "si": "si",
     "agem": "agem",
 }
+#: benchmark and model of each protocol; the CPU subset of the CIFAR-shaped protocol
+PROTOCOLS = {"mnist": ("split-mnist-5k", "mlp"), "cifar": ("synthetic-images", "reduced-resnet18")}
+CPU_CIFAR = ("naive", "replay", "derpp", "ewc", "lwf", "agem")
 #: explicit specs so both sides do the same amount of work
 SPECS = {
     "replay": "replay(mem_size=500)",
@@ -57,14 +61,14 @@ SPECS = {
 
 
 def timed_lifelong(
-    stream: Stream, spec: str, seed: int, device: torch.device
+    stream: Stream, spec: str, seed: int, device: torch.device, model_name: str = "mlp"
 ) -> tuple[float, list[float], list[float]]:
     """One lifelong run: (seconds, per-experience training seconds, last accuracy row)."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     strategies = build_strategies(spec)
-    model = build_model("mlp", stream).to(device)
+    model = build_model(model_name, stream).to(device)
     ev = Evaluator(stream)
     ev.row(model, strategies)
     cfg = TrainConfig(epochs=2, batch_size=32, lr=0.01, momentum=0.9)
@@ -90,22 +94,32 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--only", default="", help="comma-separated strategy names (default: all)")
     p.add_argument("--no-memory", action="store_true", help="skip the isolated peak-memory runs")
+    p.add_argument(
+        "--protocol",
+        default="mnist",
+        choices=["mnist", "cifar"],
+        help="mnist: the reference protocol; cifar: reduced ResNet-18 on CIFAR-shaped images "
+        "(synthetic-images, 2,000 samples; on CPU the subset " + ",".join(CPU_CIFAR) + ")",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    stream = get_benchmark("split-mnist-5k", "class").to(device)
+    bench, model_name = PROTOCOLS[args.protocol]
+    stream = get_benchmark(bench, "class").to(device)
     names = [
         n
         for n in sorted(registry())
         if registry()[n].__module__.startswith("lifelong.strategies.")
         and "class" in registry()[n].scenarios
     ]
+    if args.protocol == "cifar" and device.type == "cpu" and not args.only:
+        names = [n for n in names if n in CPU_CIFAR]
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
     names = ["naive"] + [n for n in names if n != "naive"]  # the plain naive baseline first
     n_samples = sum(len(e.train) for e in stream) * 2
-    plain(stream, 0, device, "naive")  # warm-up
-    timed_lifelong(stream, "naive", 0, device)
+    plain(stream, 0, device, "naive", model_name)  # warm-up
+    timed_lifelong(stream, "naive", 0, device, model_name)
     naive_plain: list[float] = []
     print(
         f"# torch {torch.__version__}, device {args.device}, threads {args.threads}, "
@@ -120,11 +134,11 @@ def main() -> None:
         ours, theirs, growth, acc = [], [], [], 0.0
         for r in range(args.rounds):
             if r % 2 == 0:
-                sec, per_exp, row = timed_lifelong(stream, spec, r, device)
-                psec, _ = plain(stream, r, device, ref)
+                sec, per_exp, row = timed_lifelong(stream, spec, r, device, model_name)
+                psec, _ = plain(stream, r, device, ref, model_name)
             else:
-                psec, _ = plain(stream, r, device, ref)
-                sec, per_exp, row = timed_lifelong(stream, spec, r, device)
+                psec, _ = plain(stream, r, device, ref, model_name)
+                sec, per_exp, row = timed_lifelong(stream, spec, r, device, model_name)
             ours.append(sec)
             theirs.append(psec)
             growth.append(
@@ -141,7 +155,16 @@ def main() -> None:
         peak = float("nan")
         if not args.no_memory:
             [res] = run_all(
-                [RunConfig(strategy=spec, device=args.device, threads=args.threads)], quiet=True
+                [
+                    RunConfig(
+                        benchmark=bench,
+                        model=model_name,
+                        strategy=spec,
+                        device=args.device,
+                        threads=args.threads,
+                    )
+                ],
+                quiet=True,
             )
             peak = res["peak_memory_mb"] or float("nan")
         print(

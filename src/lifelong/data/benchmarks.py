@@ -202,3 +202,23 @@ def _synthetic(scenario: str, **_: object) -> Stream:
     if scenario == "domain":
         return permuted(tr, te, 3, name="synthetic")
     return split_by_class(tr, te, scenario=scenario, classes_per_experience=2, name="synthetic")
+
+
+@benchmark(
+    "synthetic-images",
+    ("class", "task"),
+    "CIFAR-shaped synthetic images (3x32x32, 10 classes, 2,000 train / 500 test, 5 experiences)",
+)
+def _synthetic_images(scenario: str, **_: object) -> Stream:
+    """One random template per class plus noise: a fast stand-in with CIFAR's shapes for
+    speed tests of image models (no download)."""
+    g = torch.Generator().manual_seed(0)
+    templates = torch.rand(10, 3, 32, 32, generator=g)
+    parts = []
+    for n in (200, 50):
+        y = torch.arange(10).repeat_interleave(n)
+        x = templates[y] + 0.5 * torch.randn(len(y), 3, 32, 32, generator=g)
+        parts.append(TensorSet(x, y, torch.zeros_like(y)))
+    return split_by_class(
+        parts[0], parts[1], scenario=scenario, classes_per_experience=2, name="synthetic-images"
+    )
