@@ -27,7 +27,8 @@ PRECISIONS = ("fp32", "bf16")
 @dataclass(frozen=True)
 class TrainConfig:
     """How each experience is trained. `online=True` forces one epoch (single pass);
-    `reset_optimizer` starts each experience with a fresh optimizer state; `precision="bf16"`
+    `reset_optimizer` starts each experience with a fresh optimizer state; `eval_batch_size`
+    None picks one from the input size (see `eval_batch_size`); `precision="bf16"`
     runs forward and loss under bfloat16 autocast (weights and optimizer stay float32);
     `compile=True` runs each step as a `torch.compile`d function (`lifelong.compiled`) when
     every strategy is `compile_safe`, eagerly otherwise (with a warning)."""
@@ -38,7 +39,7 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.0
     weight_decay: float = 0.0
-    eval_batch_size: int = 1024
+    eval_batch_size: int | None = None
     online: bool = False
     reset_optimizer: bool = True
     precision: str = "fp32"
@@ -50,7 +51,7 @@ class TrainConfig:
                 f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
             )
         for key in ("epochs", "batch_size", "eval_batch_size"):
-            if int(getattr(self, key)) < 1:
+            if getattr(self, key) is not None and int(getattr(self, key)) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
@@ -214,17 +215,27 @@ def predict(
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long, device=x.device)
 
 
+def eval_batch_size(input_shape: Sequence[int]) -> int:
+    """A default evaluation batch: about 2**18 input values (64 to 1024 samples), so that
+    activations of convolutional models stay cache-sized on a CPU (a batch of 1024 CIFAR
+    images evaluated a reduced ResNet-18 2.4x slower than batches of 64)."""
+    values = 1
+    for d in input_shape:
+        values *= int(d)
+    return max(64, min(1024, 2**18 // max(values, 1)))
+
+
 class Evaluator:
     """Accuracy on every experience's test set in one pass over their concatenation."""
 
-    def __init__(self, stream: Stream, batch_size: int = 1024) -> None:
+    def __init__(self, stream: Stream, batch_size: int | None = None) -> None:
         tests = [e.test for e in stream.experiences]
         self.test = TensorSet.concat(tests)
         self.owner = torch.cat(
             [torch.full((len(s),), i, dtype=torch.long) for i, s in enumerate(tests)]
         ).to(self.test.y.device)
         self.sizes = torch.tensor([len(s) for s in tests], dtype=torch.float64)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or eval_batch_size(stream.input_shape)
 
     def row(self, model: nn.Module, strategies: Sequence[Strategy]) -> list[float]:
         """One row of the accuracy matrix: accuracy on each experience's test set."""
