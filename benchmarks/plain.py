@@ -133,8 +133,10 @@ def plain(
             for i in range(0, len(x), BATCH):
                 idx = order[i : i + BATCH]
                 step(x[idx], y[idx])
-        if extra in ("ewc", "si"):
-            _consolidate(extra, model, x, y, anchor, importance)
+        if extra == "ewc":
+            _fisher_consolidate(model, x, y, anchor, importance)
+        if extra == "si":
+            _si_consolidate(model, anchor, importance)
         matrix.append(evaluate())
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -143,6 +145,12 @@ def plain(
 
 def _make_step(extra, model, opt, buf, teacher, anchor, importance, k):  # type: ignore[no-untyped-def]
     params = list(model.parameters())
+    if extra == "si":  # path integral of this experience: start, previous step, running sum
+        _si_state[:] = [
+            [p.detach().clone() for p in params],
+            [p.detach().clone() for p in params],
+            [torch.zeros_like(p) for p in params],
+        ]
 
     def step(xb: Tensor, yb: Tensor) -> None:
         xs, ys = xb, yb
@@ -182,6 +190,12 @@ def _make_step(extra, model, opt, buf, teacher, anchor, importance, k):  # type:
             if dot < 0:
                 _set_grad(model, g - dot / (g_ref @ g_ref) * g_ref)
         opt.step()
+        if extra == "si":
+            with torch.no_grad():
+                _, prev, path = _si_state
+                for p, q, w in zip(params, prev, path):
+                    w.add_(p.grad * (q - p))  # w += -g * delta
+                    q.copy_(p)
         if extra in ("replay", "agem"):
             buf.add(xb, yb)
         if extra in ("der", "derpp"):
@@ -190,13 +204,39 @@ def _make_step(extra, model, opt, buf, teacher, anchor, importance, k):  # type:
     return step
 
 
-def _consolidate(extra, model, x, y, anchor, importance) -> None:  # type: ignore[no-untyped-def]
-    """EWC-style: a diagonal Fisher from batch gradients and an anchor at the end."""
-    fisher = [torch.zeros_like(p) for p in model.parameters()]
-    for i in range(0, min(len(x), 256), 32):
-        model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x[i : i + 32]), y[i : i + 32]).backward()
-        for f, p in zip(fisher, model.parameters()):
-            f += p.grad**2
+_si_state: list[list[Tensor]] = []
+
+
+def _fisher_consolidate(model, x, y, anchor, importance) -> None:  # type: ignore[no-untyped-def]
+    """EWC: the diagonal Fisher from per-sample gradients of the true label's log-likelihood
+    on 256 samples (`torch.func`, eval mode), added to the importance; anchor at the end."""
+    from torch.func import functional_call, grad, vmap
+
+    model.eval()
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+
+    def nll(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
+        return F.cross_entropy(functional_call(model, {**p, **buffers}, (xi[None],)), yi[None])
+
+    per_sample = vmap(grad(nll), in_dims=(None, 0, 0))
+    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+    n = min(len(x), 256)
+    for i in range(0, n, 32):
+        g = per_sample(params, x[i : i + 32], y[i : i + 32])
+        for name in fisher:
+            fisher[name] += g[name].square().sum(0) / n
+    model.train()
+    old = importance or [torch.zeros_like(p) for p in params.values()]
+    importance[:] = [w + 25 * f for w, f in zip(old, fisher.values())]
     anchor[:] = [p.detach().clone() for p in model.parameters()]
-    importance[:] = [f * 100 for f in fisher]
+
+
+def _si_consolidate(model, anchor, importance) -> None:  # type: ignore[no-untyped-def]
+    """SI: importance += relu(path / (total change^2 + xi)); anchor at the end."""
+    start, _, path = _si_state
+    now = [p.detach().clone() for p in model.parameters()]
+    omega = [(w / ((t - s).square() + 0.1)).clamp_min(0) for w, t, s in zip(path, now, start)]
+    old = importance or [torch.zeros_like(o) for o in omega]
+    importance[:] = [a + 10 * o for a, o in zip(old, omega)]
+    anchor[:] = now
