@@ -11,6 +11,18 @@ from collections.abc import Sequence
 
 Matrix = Sequence[Sequence[float]]
 
+#: The figures of a `results.json` row (DESIGN.md): metrics of the matrix, then costs.
+ROW_FIGURES = (
+    "final_average_accuracy",
+    "average_forgetting",
+    "backward_transfer",
+    "forward_transfer",
+    "train_seconds",
+    "eval_seconds",
+    "wall_seconds",
+    "peak_memory_mb",
+)
+
 
 def _check(R: Matrix) -> int:
     T = len(R)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from lifelong.experiment.run import RunConfig
 from lifelong.experiment.store import LOG_FILE, append_log, read_row, write_row
+from lifelong.metrics import ROW_FIGURES
 
 Log = Callable[[str], None]
 TICK_SECONDS = 0.5
@@ -81,14 +82,7 @@ def failed_row(config: RunConfig, error: str) -> dict[str, Any]:
         "error": error,
         "n_experiences": None,
         "accuracy_matrix": None,
-        "final_average_accuracy": None,
-        "average_forgetting": None,
-        "backward_transfer": None,
-        "forward_transfer": None,
-        "train_seconds": None,
-        "eval_seconds": None,
-        "wall_seconds": None,
-        "peak_memory_mb": None,
+        **dict.fromkeys(ROW_FIGURES),
     }
 
 

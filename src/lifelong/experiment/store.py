@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.experiment.run import RunConfig, config_hash
+from lifelong.metrics import ROW_FIGURES
 
 ROW_FILE, CONFIG_FILE, LOG_FILE = "row.json", "config.json", "run.log"
 #: The scalar fields of a results row, in table order (`accuracy_matrix` and `params` follow).
@@ -39,14 +40,7 @@ ROW_FIELDS = (
     "status",
     "error",
     "n_experiences",
-    "final_average_accuracy",
-    "average_forgetting",
-    "backward_transfer",
-    "forward_transfer",
-    "train_seconds",
-    "eval_seconds",
-    "wall_seconds",
-    "peak_memory_mb",
+    *ROW_FIGURES,
 )
 
 

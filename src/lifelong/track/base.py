@@ -26,19 +26,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
-from lifelong.metrics import accuracy_curve
+from lifelong.metrics import ROW_FIGURES, accuracy_curve
 
 #: Final figures of a row, logged under these names when not None.
-FINAL_METRICS = (
-    "final_average_accuracy",
-    "average_forgetting",
-    "backward_transfer",
-    "forward_transfer",
-    "train_seconds",
-    "eval_seconds",
-    "wall_seconds",
-    "peak_memory_mb",
-)
+FINAL_METRICS = ROW_FIGURES
 #: Identity fields of a row, logged as parameters.
 IDENTITY = ("benchmark", "scenario", "strategy", "seed", "run_id", "status")
 Scalar = bool | int | float | str
