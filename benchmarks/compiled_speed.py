@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from plain import plain  # noqa: E402
 
 from lifelong.compiled import not_compile_safe  # noqa: E402
+from lifelong.config import TrainConfig  # noqa: E402
 from lifelong.data import Stream, get_benchmark  # noqa: E402
 from lifelong.experiment.run import RunConfig, run  # noqa: E402
 from lifelong.strategies import build_strategies  # noqa: E402
@@ -53,7 +54,8 @@ STRATEGIES = {
 def lifelong(stream: Stream, spec: str, seed: int, device: str, compile: bool) -> dict[str, Any]:
     """One lifelong run: its row, plus `seconds` (the whole call)."""
     t0 = time.perf_counter()
-    row = run(RunConfig(strategy=spec, seed=seed, device=device, compile=compile), stream=stream)
+    cfg = RunConfig(strategy=spec, seed=seed, device=device, train=TrainConfig(compile=compile))
+    row = run(cfg, stream=stream)
     return {**row, "seconds": time.perf_counter() - t0}
 
 

@@ -42,7 +42,7 @@ fi
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     "$PY" - <<'EOF'
 import sys, torch, torch._dynamo.config as c
-from lifelong.compiled import compile_unavailable
+from lifelong.config import compile_unavailable
 from lifelong.strategies.registry import registry
 print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda {torch.version.cuda}, "
       f"device {torch.cuda.get_device_name() if torch.cuda.is_available() else None}")

@@ -17,12 +17,13 @@ import pytest
 import torch
 from torch import nn
 
-from lifelong import compiled
-from lifelong.compiled import Update, _update, compile_unavailable, update_rule
-from lifelong.experiment.run import RunConfig, run, run_id
+from lifelong import compiled, config
+from lifelong.compiled import Update, _update, update_rule
+from lifelong.config import TrainConfig, compile_unavailable
+from lifelong.experiment.run import RunConfig, run, run_id, run_learner
 from lifelong.strategies.registry import registry
 
-TINY: dict[str, Any] = dict(benchmark="synthetic", model="mlp(hidden=(32,))", epochs=2)
+TINY: dict[str, Any] = dict(benchmark="synthetic", model="mlp(hidden=(32,))")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 needs_compile = pytest.mark.skipif(
     compile_unavailable("cpu") is not None, reason=f"{compile_unavailable('cpu')}"
@@ -46,11 +47,14 @@ def _pair(device: str = "cpu", **kw: Any) -> tuple[dict[str, Any], dict[str, Any
         calls.append(1)
         original(self, batch)
 
-    cfg = RunConfig(**{**TINY, **kw}, device=device)
-    eager = run(cfg)
+    cfg = RunConfig.from_dict({**TINY, **kw, "device": device})
+    eager_learner, eager = run_learner(cfg)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(compiled.CompiledStep, "__call__", spy)
-        comp = run(dataclasses.replace(cfg, compile=True))
+        comp_learner, comp = run_learner(
+            dataclasses.replace(cfg, train=cfg.train.replace(compile=True))
+        )
+    eager["_model"], comp["_model"] = eager_learner.model, comp_learner.model
     return eager, comp, len(calls)
 
 
@@ -90,7 +94,7 @@ def test_strategy_not_marked_compile_safe_still_matches_when_forced(
     """Evidence for the flags: the strategies left unmarked (for speed or per-experience
     graphs, see `lifelong.compiled`) also give the eager results when forced through."""
     monkeypatch.setattr(registry()[name], "compile_safe", True)
-    spec = {"gem": "gem(patterns_per_experience=8)", "icarl": "icarl(mem_size=40)"}.get(name, name)
+    spec = {"gem": "gem(mem_size=16)", "icarl": "icarl(mem_size=40)"}.get(name, name)
     eager, comp, steps = _pair(strategy=spec, scenario=_scenario(name))
     assert steps > 0
     _assert_close(eager, comp, cell=1 / 40)
@@ -110,10 +114,10 @@ def test_compiled_adam_and_bf16_match_eager() -> None:
 
 def test_not_compile_safe_strategy_trains_eagerly_with_a_warning() -> None:
     assert not registry()["gem"].compile_safe
-    cfg = RunConfig(**TINY, strategy="gem(patterns_per_experience=8)")
+    cfg = RunConfig(**TINY, strategy="gem(mem_size=16)")
     eager = run(cfg)
     with pytest.warns(RuntimeWarning, match="gem is not compile-safe; training eagerly"):
-        comp = run(dataclasses.replace(cfg, compile=True))
+        comp = run(dataclasses.replace(cfg, train=TrainConfig(compile=True)))
     assert comp["accuracy_matrix"] == eager["accuracy_matrix"]
 
 
@@ -128,7 +132,7 @@ def test_compile_unavailable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
     TrainConfig(compile=False)  # eager training is unaffected
     monkeypatch.undo()
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
+    monkeypatch.setattr(config.shutil, "which", lambda name: None)
     assert "C++ compiler" in str(compile_unavailable("cpu"))
 
 
@@ -179,15 +183,17 @@ def test_update_equals_torch_optim(make: Any) -> None:
 
 def test_precision_and_compile_shape_the_run_id() -> None:
     base = RunConfig()
-    ids = {run_id(dataclasses.replace(base, **kw), "naive", "fp") for kw in (
+    ids = {run_id(dataclasses.replace(base, train=TrainConfig(**kw)), "naive", "fp") for kw in (
         {}, {"precision": "bf16"}, {"compile": True})}  # fmt: skip
     assert len(ids) == 3
-    # the defaults leave the id of earlier versions (without these fields) unchanged
+    # the defaults leave the id of earlier versions (flat, without these fields) unchanged
     import hashlib
     import json
 
+    later = ("precision", "compile", "eval_batch_size", "reset_optimizer")
     key = {k: v for k, v in dataclasses.asdict(base).items()
-           if k not in ("device", "threads", "precision", "compile")}  # fmt: skip
+           if k not in ("device", "threads", "train")}  # fmt: skip
+    key.update({k: v for k, v in base.train.to_dict().items() if k not in later})
     key.update(strategy="naive", data="fp")
     old = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     assert run_id(base, "naive", "fp") == old
@@ -195,7 +201,7 @@ def test_precision_and_compile_shape_the_run_id() -> None:
 
 def test_bf16_trains_to_a_similar_accuracy() -> None:
     fp32 = run(RunConfig(**TINY, strategy="naive"))
-    bf16 = run(RunConfig(**TINY, strategy="naive", precision="bf16"))
+    bf16 = run(RunConfig(**TINY, strategy="naive", train=TrainConfig(precision="bf16")))
     assert bf16["params"]["precision"] == "bf16"
     assert abs(bf16["final_average_accuracy"] - fp32["final_average_accuracy"]) <= 0.1
 
@@ -206,12 +212,14 @@ def test_config_and_command_line_options(tmp_path: Any) -> None:
 
     args = build_parser().parse_args(["compare", "--precision", "bf16", "--compile"])
     cfg = load_config(None, cli_overrides(args))
-    assert {(c.precision, c.compile) for c in cfg.run_configs()} == {("bf16", True)}
+    assert {(c.train.precision, c.train.compile) for c in cfg.run_configs()} == {("bf16", True)}
     path = tmp_path / "e.yaml"
     path.write_text("strategies: [naive]\nsweep: {precision: [fp32, bf16]}\n")
-    assert [c.precision for c in load_config(path).run_configs()] == ["fp32"] * 3 + ["bf16"] * 3
-    for bad, msg in (("precision: fp16", "precision: expected one of fp32, bf16, got 'fp16'"),
-                     ("compile: yes please", "compile: expected true or false")):  # fmt: skip
+    assert [c.train.precision for c in load_config(path).run_configs()] == ["fp32"] * 3 + [
+        "bf16"
+    ] * 3
+    for bad, msg in (("precision: fp16", "unknown precision 'fp16'; expected one of fp32, bf16"),
+                     ("compile: yes please", "compile must be true or false")):  # fmt: skip
         path.write_text(bad + "\n")
         with pytest.raises(ConfigError, match=msg):
             load_config(path)
@@ -225,8 +233,8 @@ def test_reference_protocol_compiled_and_bf16_accuracy() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         eager = run(RunConfig(strategy="replay(mem_size=500)"))
-        comp = run(RunConfig(strategy="replay(mem_size=500)", compile=True))
-        bf16 = run(RunConfig(strategy="replay(mem_size=500)", precision="bf16"))
+        comp = run(RunConfig(strategy="replay(mem_size=500)", train=TrainConfig(compile=True)))
+        bf16 = run(RunConfig(strategy="replay(mem_size=500)", train=TrainConfig(precision="bf16")))
     acc = eager["final_average_accuracy"]
     assert abs(comp["final_average_accuracy"] - acc) <= 0.02
     assert abs(bf16["final_average_accuracy"] - acc) <= 0.03

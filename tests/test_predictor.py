@@ -21,11 +21,14 @@ from lifelong.checkpoint import CheckpointError
 from lifelong.cli import main
 from lifelong.data import get_benchmark
 from lifelong.data.experience import Experience
+from lifelong.config import TrainConfig
 from lifelong.experiment.run import RunConfig, run
 from lifelong.strategies.base import Strategy
 from lifelong.strategies.registry import register
 
-DIGITS = dict(benchmark="split-digits", model="mlp(hidden=(32,))", epochs=1, seed=0, threads=1)
+DIGITS = dict(
+    benchmark="split-digits", model="mlp(hidden=(32,))", train=TrainConfig(epochs=1), seed=0, threads=1
+)
 NAMES = ["zero", "one", "two", "three", "four", "five"]
 
 
@@ -61,7 +64,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict
         out[scenario] = (d, run(RunConfig(**DIGITS, scenario=scenario), run_dir=d))
     synth = get_benchmark("synthetic", "class")
     synth = replace(synth, info={**synth.info, "class_names": NAMES})
-    cfg = RunConfig(benchmark="synthetic", strategy="test-nearest-mean", epochs=1)
+    cfg = RunConfig(benchmark="synthetic", strategy="test-nearest-mean", train=TrainConfig(epochs=1))
     out["named"] = (root / "named", run(cfg, stream=synth, run_dir=root / "named"))
     return out
 
@@ -107,7 +110,7 @@ def test_predictor_describes_the_model(runs: dict[str, tuple[Path, dict[str, Any
     assert isinstance(p, lifelong.Predictor)
     assert p.scenario == "class" and p.input_shape == (64,) and p.dtype == torch.float32
     assert p.classes == tuple(range(10)) and p.class_names is None
-    assert p.config["benchmark"] == "split-digits"
+    assert p.extra_config["benchmark"] == "split-digits"
     pt = lifelong.load(runs["task"][0])
     assert pt.tasks == {i: (2 * i, 2 * i + 1) for i in range(5)}
 

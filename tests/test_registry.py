@@ -7,8 +7,9 @@ from typing import Literal
 import pytest
 from torch import Tensor, nn
 
+from lifelong.spec import parse_one
 from lifelong.strategies import Batch, Strategy, build_strategies, canonical_spec, split_top_level
-from lifelong.strategies.registry import STRATEGIES, parse_one, register
+from lifelong.strategies.registry import STRATEGIES, register
 
 
 @register("test-knobs")

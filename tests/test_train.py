@@ -15,11 +15,12 @@ from lifelong.models import MultiHead, build_model
 from lifelong.strategies import Batch, Strategy
 from lifelong.train import Evaluator, TrainConfig, train_experience
 
-CFG = dict(benchmark="synthetic", epochs=2, batch_size=16, lr=0.05, momentum=0.0)
+CFG = dict(benchmark="synthetic", epochs=2, batch_size=16, lr=0.05, momentum=0.0)  # flat form
 
 
 def _run(strategy, scenario: str = "class", seed: int = 0, **kw):
-    return run(RunConfig(**{**CFG, **kw}, strategy=strategy, scenario=scenario, seed=seed))
+    values = {**CFG, **kw, "strategy": strategy, "scenario": scenario, "seed": seed}
+    return run(RunConfig.from_dict(values))
 
 
 class CountingSteps(Strategy):
@@ -186,7 +187,7 @@ def test_train_data_hook_replaces_data():
 
 def test_online_mode_is_single_pass():
     s = CountingSteps()
-    r = run(RunConfig(**{**CFG, "online": True, "batch_size": 10}, strategy=[s]))  # type: ignore[arg-type]
+    r = run(RunConfig.from_dict({**CFG, "online": True, "batch_size": 10, "strategy": [s]}))
     assert r["params"]["epochs"] == 2 and s.steps_ == 3 * 12  # one pass, 120 samples / 10
 
 
@@ -205,7 +206,7 @@ def test_optimizer_settings_and_errors():
     assert r["params"]["optimizer"] == "adam" and r["status"] == "ok"
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         _run("naive", optimizer="rmsprop")
-    with pytest.raises(ValueError, match="lr must be > 0, got -1"):
+    with pytest.raises(ValueError, match="lr must be a number > 0, got -1"):
         _run("naive", lr=-1.0)
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         _run("naive", device="tpu")

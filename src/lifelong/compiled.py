@@ -35,10 +35,6 @@ raises dynamo's recompile limit to 64.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,36 +45,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.weak import WeakIdKeyDictionary
 
-from lifelong.strategies.base import Batch, Strategy
-from lifelong.train import Hooks, TrainConfig, forward, trainable
+from lifelong.config import TrainConfig, check_compile
+from lifelong.models.functional import forward, trainable
+from lifelong.strategies.base import Batch, Hooks, Strategy
 
 _COMPILED: dict[tuple[str, str], Callable[..., Any]] = {}
-
-
-def compile_unavailable(device_type: str | None = None) -> str | None:
-    """Why `torch.compile` cannot run here (on `device_type`, when given), or None."""
-    version = torch.__version__
-    if not hasattr(torch, "compile"):
-        return f"torch {version} has no torch.compile (it needs torch >= 2.0)"
-    import torch._dynamo as dynamo
-
-    if not dynamo.eval_frame.is_dynamo_supported():
-        py = f"{sys.version_info.major}.{sys.version_info.minor}"
-        return f"torch.compile of torch {version} does not support Python {py}"
-    if device_type == "cpu" and not (
-        os.environ.get("CXX") or any(shutil.which(c) for c in ("g++", "c++", "clang++"))
-    ):
-        return "torch.compile on CPU needs a C++ compiler (g++ or clang++; or set CXX)"
-    if device_type == "cuda" and importlib.util.find_spec("triton") is None:
-        return "torch.compile on CUDA needs the triton package"
-    return None
-
-
-def check_compile(device_type: str | None = None) -> None:
-    """Raise a `ValueError` saying why `compile=True` cannot work here, if it cannot."""
-    reason = compile_unavailable(device_type)
-    if reason is not None:
-        raise ValueError(f"compile=True is not possible here: {reason}; train without it")
 
 
 def not_compile_safe(strategies: Sequence[Strategy]) -> list[str]:

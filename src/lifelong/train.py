@@ -10,111 +10,55 @@ logging are callbacks around the loop, never the way methods hook in.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lifelong.compiled import compiled_step
+from lifelong.config import TrainConfig
 from lifelong.data.experience import Experience, Stream, TensorSet
-from lifelong.strategies.base import ALL_HOOKS, Batch, Strategy
-
-OPTIMIZERS = ("sgd", "adam")
-PRECISIONS = ("fp32", "bf16")
+from lifelong.models.functional import adapt_model, forward, trainable
+from lifelong.strategies.base import Batch, Hooks, Strategy
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """How each experience is trained. `online=True` forces one epoch (single pass);
-    `reset_optimizer` starts each experience with a fresh optimizer state; `eval_batch_size`
-    None picks one from the input size (see `eval_batch_size`); `precision="bf16"`
-    runs forward and loss under bfloat16 autocast (weights and optimizer stay float32);
-    `compile=True` runs each step as a `torch.compile`d function (`lifelong.compiled`) when
-    every strategy is `compile_safe`, eagerly otherwise (with a warning)."""
+def make_optimizer(
+    model: nn.Module, cfg: TrainConfig, strategies: Sequence[Strategy] = ()
+) -> torch.optim.Optimizer:
+    """SGD (with momentum) or Adam over the model's trainable parameters.
 
-    epochs: int = 1
-    batch_size: int = 32
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    eval_batch_size: int | None = None
-    online: bool = False
-    reset_optimizer: bool = True
-    precision: str = "fp32"
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
-            )
-        for key in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, key) is not None and int(getattr(self, key)) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}"
-            )
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.compile:
-            from lifelong.compiled import check_compile
-
-            check_compile()
-
-
-def forward(model: nn.Module, x: Tensor, t: Tensor) -> Tensor:
-    """Call `model` with task ids when it takes them (multi-head), without otherwise."""
-    return model(x, t) if getattr(model, "takes_task", False) else model(x)
-
-
-def trainable(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters the optimizer updates."""
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (with momentum) or Adam over the model's trainable parameters."""
+    A strategy that projects gradients (GEM, A-GEM: `projects_gradients`) constrains the
+    step only if the step is the projected gradient: SGD momentum would add the
+    unprojected past gradients back (A-GEM 0.205 at momentum 0.9 against 0.700 at 0 in the
+    class scenario), so momentum is set to 0 for it, with a warning, and Adam, which
+    rescales each coordinate, is refused."""
     params = trainable(model)
+    projecting = [s.name for s in strategies if s.projects_gradients]
+    if projecting and cfg.optimizer != "sgd":
+        raise ValueError(
+            f"{projecting[0]} projects gradients, which holds only for plain SGD steps; "
+            f"optimizer {cfg.optimizer!r} would break its constraint: use optimizer 'sgd'"
+        )
+    momentum = cfg.momentum
+    if projecting and momentum:
+        warnings.warn(
+            f"{projecting[0]} projects gradients; SGD momentum {momentum} would add the "
+            "unprojected past gradients back, so it trains with momentum 0",
+            UserWarning,
+            stacklevel=2,
+        )
+        momentum = 0.0
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, weight_decay=cfg.weight_decay)
 
 
 def _same_params(optimizer: torch.optim.Optimizer, model: nn.Module) -> bool:
     have = [p for g in optimizer.param_groups for p in g["params"]]
     want = trainable(model)
     return len(have) == len(want) and all(a is b for a, b in zip(have, want))
-
-
-class Hooks:
-    """For each hook, the strategies that override it (in hybrid order)."""
-
-    def __init__(self, strategies: Sequence[Strategy]) -> None:
-        for hook in ALL_HOOKS:
-            setattr(self, hook, [s for s in strategies if s.overrides(hook)])
-
-    train_data: list[Strategy]
-    begin: list[Strategy]
-    batch: list[Strategy]
-    loss: list[Strategy]
-    penalty: list[Strategy]
-    grads: list[Strategy]
-    after_step: list[Strategy]
-    end: list[Strategy]
-    predict: list[Strategy]
-
-
-def adapt_model(model: nn.Module, experience: Experience) -> None:
-    """Let heads that depend on the experience (multi-head, growing head) adapt to it."""
-    for m in model.modules():
-        adapt = getattr(m, "adapt_to", None)
-        if callable(adapt):
-            adapt(experience)
 
 
 def train_experience(
@@ -139,13 +83,13 @@ def train_experience(
     for s in hooks.begin:
         model = s.begin(model, experience)
     if optimizer is None or cfg.reset_optimizer or not _same_params(optimizer, model):
-        optimizer = make_optimizer(model, cfg)
+        optimizer = make_optimizer(model, cfg, strategies)
     data: TensorSet = experience.train
     for s in hooks.train_data:
         data = s.train_data(experience, seen)
     n, epochs = len(data), 1 if cfg.online else cfg.epochs
     autocast = _autocast(cfg, model)
-    step = _compiled_step(model, strategies, optimizer, cfg) if cfg.compile else None
+    step = compiled_step(model, strategies, optimizer, cfg) if cfg.compile else None
     model.train()
     for epoch in range(epochs if n else 0):
         order = torch.randperm(n, generator=generator)
@@ -177,14 +121,6 @@ def train_experience(
     for s in hooks.end:
         s.end(model, experience)
     return model, optimizer
-
-
-def _compiled_step(
-    model: nn.Module, strategies: Sequence[Strategy], opt: torch.optim.Optimizer, cfg: TrainConfig
-) -> Callable[[Batch], None] | None:
-    from lifelong.compiled import compiled_step
-
-    return compiled_step(model, strategies, opt, cfg)
 
 
 def _autocast(cfg: TrainConfig, model: nn.Module) -> contextlib.AbstractContextManager[object]:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from lifelong.data import get_benchmark
 from lifelong.experiment.batched import StackedMLP, logit_gradient, lr_groups, run_batched
+from lifelong.config import TrainConfig
 from lifelong.experiment.run import RunConfig, run
 from lifelong.models import build_model
 
@@ -35,7 +36,9 @@ def assert_same_run(batched: dict[str, Any], single: dict[str, Any]) -> None:
 )
 def test_batched_rows_equal_separate_runs(scenario: str, strategy: str) -> None:
     stream = get_benchmark("synthetic", scenario)
-    config = RunConfig(benchmark="synthetic", scenario=scenario, strategy=strategy, epochs=2)
+    config = RunConfig(
+        benchmark="synthetic", scenario=scenario, strategy=strategy, train=TrainConfig(epochs=2)
+    )
     seeds = [3, 0, 7]
     rows = run_batched(config, seeds, stream)
     assert [r["seed"] for r in rows] == seeds
@@ -47,7 +50,9 @@ def test_batched_rows_equal_separate_runs(scenario: str, strategy: str) -> None:
 
 def test_per_run_learning_rates_match_separate_runs() -> None:
     stream = get_benchmark("synthetic", "class")
-    config = RunConfig(benchmark="synthetic", strategy="naive", epochs=1, weight_decay=1e-3)
+    config = RunConfig(
+        benchmark="synthetic", strategy="naive", train=TrainConfig(epochs=1, weight_decay=1e-3)
+    )
     seeds, lrs = [0, 1, 0, 2], [0.1, 0.01, 0.01, 0.1]
     rows = run_batched(config, seeds, stream, lrs=lrs)
     for seed, lr, row in zip(seeds, lrs, rows):
@@ -58,7 +63,7 @@ def test_per_run_learning_rates_match_separate_runs() -> None:
 
 def test_momentum_free_sgd_and_online_streams() -> None:
     stream = replace(get_benchmark("synthetic", "class"), online=True)
-    config = RunConfig(benchmark="synthetic", strategy="naive", momentum=0.0)
+    config = RunConfig(benchmark="synthetic", strategy="naive", train=TrainConfig(momentum=0.0))
     rows = run_batched(config, [1, 2], stream)
     for seed, row in zip([1, 2], rows):
         assert row["params"]["online"] is True and row["params"]["batch_size"] == 10

@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from lifelong.cli import build_parser, main
+from lifelong.config import TRAIN_FIELDS, TrainConfig, field_info
 from lifelong.experiment.config import (
+    SWEEPABLE,
     VALID_KEYS,
     ConfigError,
     ExperimentConfig,
@@ -29,7 +31,8 @@ def write(tmp_path, data, name="exp.yaml"):
 
 
 def test_every_config_field_is_a_valid_key():
-    assert set(VALID_KEYS) == {f.name for f in fields(ExperimentConfig)}
+    own = {f.name for f in fields(ExperimentConfig)} - {"train"}
+    assert set(VALID_KEYS) == own | set(TRAIN_FIELDS)  # training keys at the top level
 
 
 def test_unknown_key_is_refused_with_the_valid_ones(tmp_path):
@@ -44,12 +47,16 @@ def test_unknown_key_is_refused_with_the_valid_ones(tmp_path):
 @pytest.mark.parametrize(
     ("update", "parts"),
     [
-        ({"epochs": "two"}, ["epochs: expected a positive integer, got 'two' (str)"]),
-        ({"epochs": 0}, ["epochs: expected a positive integer, got 0 (int)"]),
-        ({"batch_size": 1.5}, ["batch_size: expected a positive integer, got 1.5 (float)"]),
-        ({"lr": -1}, ["lr: expected a number > 0, got -1 (int)"]),
-        ({"online": "yes"}, ["online: expected true or false, got 'yes' (str)"]),
-        ({"optimizer": "rmsprop"}, ["optimizer: expected one of sgd, adam, got 'rmsprop'"]),
+        ({"epochs": "two"}, ["epochs must be an integer >= 1, got 'two'"]),
+        ({"epochs": 0}, ["epochs must be an integer >= 1, got 0"]),
+        ({"batch_size": 1.5}, ["batch_size must be an integer >= 1, got 1.5"]),
+        ({"lr": -1}, ["lr must be a number > 0, got -1"]),
+        ({"lr": "1e-3"}, ["lr must be a number > 0, got '1e-3'", "write 1.0e-3"]),
+        ({"momentum": 1.5}, ["momentum must be a number >= 0 and < 1, got 1.5"]),
+        ({"eval_batch_size": 0}, ["eval_batch_size must be an integer >= 1 (or null), got 0"]),
+        ({"reset_optimizer": "no"}, ["reset_optimizer must be true or false, got 'no'"]),
+        ({"online": "yes"}, ["online must be true or false, got 'yes'"]),
+        ({"optimizer": "rmsprop"}, ["optimizer must be one of sgd, adam, got 'rmsprop'"]),
         ({"seeds": [0, "x"]}, ["seeds: expected an integer or a non-empty list of integers"]),
         ({"device": "tpu"}, ["device: expected cpu, cuda, cuda:N or auto, got 'tpu'"]),
         ({"executor": "dask"}, ["executor: expected one of local, ray, got 'dask'"]),
@@ -66,8 +73,10 @@ def test_unknown_key_is_refused_with_the_valid_ones(tmp_path):
         ({"sweep": {"replay.mem_size": 100}}, ["sweep: expected a non-empty list of values"]),
         ({"sweep": {"ewc.lambda": [1, 10]}}, ["sweep: 'ewc.lambda'", "none of the strategies"]),
         ({"sweep": {"replay.mem_sz": [1]}}, ["sweep: strategy 'replay' has no parameter"]),
-        ({"sweep": {"lr": [0.1, "zero"]}}, ["sweep: lr: expected a number > 0, got 'zero'"]),
+        ({"sweep": {"lr": [0.1, "zero"]}}, ["sweep: lr must be a number > 0, got 'zero'"]),
+        ({"sweep": {"momentum": [0.5, 1]}}, ["sweep: momentum must be a number >= 0 and < 1"]),
         ({"sweep": {"gamma": [1]}}, ["sweep: unknown key 'gamma'", "lr, momentum"]),
+        ({"sweep": {"compile": [False, True]}}, ["sweep: 'compile' cannot be swept"]),
     ],
 )
 def test_bad_values_name_file_key_value_and_expectation(tmp_path, update, parts):
@@ -117,14 +126,16 @@ def test_grid_of_runs(tmp_path):
     )  # fmt: skip
     configs = load_config(path).run_configs(threads=1)
     assert len(configs) == 2 * 2 * 2 * 2  # scenarios x strategies x lr x seeds
-    assert {(c.scenario, c.strategy, c.lr, c.seed) for c in configs} == {
+    assert {(c.scenario, c.strategy, c.train.lr, c.seed) for c in configs} == {
         (sc, st, lr, s)
         for sc in ("class", "task")
         for st in ("naive", "replay(mem_size=100)")
         for lr in (0.01, 0.1)
         for s in (0, 1)
     }
-    assert all(c.benchmark == "synthetic" and c.epochs == 1 and c.threads == 1 for c in configs)
+    assert all(
+        c.benchmark == "synthetic" and c.train.epochs == 1 and c.threads == 1 for c in configs
+    )
 
 
 def test_data_source_becomes_run_data(tmp_path):
@@ -139,8 +150,10 @@ def test_cli_flags_override_only_the_keys_given(tmp_path):
     args = build_parser().parse_args(["compare", str(path), "--epochs", "1", "--no-online"])
     assert cli_overrides(args) == {"epochs": 1, "online": False}
     exp = load_config(args.config, cli_overrides(args))
-    assert (exp.epochs, exp.online, exp.lr, exp.seeds) == (1, False, 0.05, (0, 1))
-    with pytest.raises(ConfigError, match="^command line: --batch-size: expected a positive"):
+    assert (exp.train.epochs, exp.train.online, exp.train.lr, exp.seeds) == (1, False, 0.05, (0, 1))
+    with pytest.raises(
+        ConfigError, match="^command line: --batch-size: batch_size must be an integer >= 1, got 0"
+    ):
         load_config(path, {"batch_size": 0})
     # strategies from the command line drop the file's sweep keys that no longer apply
     swept = write(tmp_path, {**BASE, "sweep": {"replay.mem_size": [100, 200]}}, "s.yaml")
@@ -151,6 +164,53 @@ def test_cli_flags_override_only_the_keys_given(tmp_path):
     assert load_config(None, cli_overrides(tracked)).tracker == {
         "mlflow": {}, "tensorboard": {}, "wandb": {}
     }  # fmt: skip
+
+
+def test_training_keys_flags_and_sweeps_come_from_train_config(tmp_path):
+    """Every `TrainConfig` field is a config key and a `lifelong compare` flag (with its
+    declared default and help), and a sweep key when it is declared sweepable."""
+    compare = build_parser()._subparsers._group_actions[0].choices["compare"]  # type: ignore[union-attr]
+    flags = {a.dest: a for a in compare._actions}
+    for key in TRAIN_FIELDS:
+        info = field_info(key)
+        assert key in VALID_KEYS and flags[key].default is None
+        assert str(info["help"]) in flags[key].help
+        assert (key in SWEEPABLE) == info["sweep"]
+        if info["choices"] is not None:
+            assert tuple(flags[key].choices) == info["choices"]
+    assert ExperimentConfig().train == TrainConfig()
+    args = build_parser().parse_args(
+        ["compare", "--eval-batch-size", "64", "--no-reset-optimizer", "--weight-decay", "0"]
+    )
+    assert cli_overrides(args) == {
+        "eval_batch_size": 64, "reset_optimizer": False, "weight_decay": 0.0
+    }  # fmt: skip
+    exp = load_config(None, cli_overrides(args))
+    assert exp.train == TrainConfig(eval_batch_size=64, reset_optimizer=False)
+    path = write(tmp_path, {**BASE, "momentum": 0, "sweep": {"reset_optimizer": [True, False]}})
+    configs = load_config(path).run_configs()
+    assert [c.train.reset_optimizer for c in configs] == [True, False, True, False]
+    assert all(c.train.momentum == 0.0 and isinstance(c.train.momentum, float) for c in configs)
+
+
+def test_bad_training_flag_is_refused_before_any_run(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["compare", "--benchmark", "synthetic", "--strategies", "naive", "--seeds", "0",
+                 "--momentum", "1.5", "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "command line: --momentum: momentum must be a number >= 0 and < 1, got 1.5" in err
+    path = write(tmp_path, {**BASE, "momentum": 1.5, "out": str(out)})
+    assert main(["compare", str(path), "--quiet"]) == 2 and not out.exists()
+    assert f"{path}: momentum must be a number >= 0 and < 1, got 1.5" in capsys.readouterr().err
+
+
+def test_experiment_dict_reads_back(tmp_path):
+    path = write(tmp_path, {**BASE, "lr": 0.05, "sweep": {"epochs": [1, 2]}, "tracker": "mlflow"})
+    exp = load_config(path)
+    flat = exp.to_dict()
+    assert flat["lr"] == 0.05 and "train" not in flat and flat["sweep"] == {"epochs": [1, 2]}
+    assert load_config(write(tmp_path, flat, "back.yaml")) == exp
 
 
 def test_default_out_follows_the_config_file_name():
@@ -177,6 +237,9 @@ def test_init_writes_a_valid_commented_example(tmp_path, capsys):
         "replay(mem_size=200)",
     ]
     assert len(exp.run_configs()) == 10
+    for key in TRAIN_FIELDS:  # every training setting is listed, at its default
+        assert f"\n{key}: " in EXAMPLE
+    assert exp.train == TrainConfig()
 
 
 def test_init_example_runs(tmp_path, capsys):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lifelong.experiment.compare import run_all, run_sweep, summary_table
+from lifelong.config import TrainConfig
 from lifelong.experiment.config import ExperimentConfig
 from lifelong.experiment.executors import (
     LocalExecutor,
@@ -36,7 +37,8 @@ RUN_KEYS = {
 
 def experiment(tmp_path: Path, **kw) -> ExperimentConfig:
     base = dict(benchmark=("synthetic",), strategies=("naive", "cumulative"), seeds=(0,),
-                epochs=1, workers=2, threads=1, out=str(tmp_path / "out"), quiet=True)  # fmt: skip
+                train=TrainConfig(epochs=1), workers=2, threads=1, out=str(tmp_path / "out"),
+                quiet=True)  # fmt: skip
     return ExperimentConfig(**{**base, **kw})
 
 
@@ -192,7 +194,7 @@ def test_run_all_returns_rows_in_order_and_keeps_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "tempdir", None)
     configs = [
-        RunConfig(benchmark="synthetic", strategy=s, epochs=1) for s in ("cumulative", "naive")
+        RunConfig(benchmark="synthetic", strategy=s, train=TrainConfig(epochs=1)) for s in ("cumulative", "naive")
     ]
     rows = run_all(configs, isolate=False, quiet=True)
     assert [r["strategy"] for r in rows] == ["cumulative", "naive"]

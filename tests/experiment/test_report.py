@@ -23,10 +23,17 @@ STRATEGIES = ("naive", "replay(mem_size=40)")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real sweep folder: 2 strategies x 2 seeds on the synthetic benchmark."""
     from lifelong.experiment.compare import provenance, run_all, write_results
+    from lifelong.config import TrainConfig
     from lifelong.experiment.run import RunConfig
 
     configs = [
-        RunConfig(benchmark="synthetic", scenario="class", strategy=s, seed=seed, epochs=1)
+        RunConfig(
+            benchmark="synthetic",
+            scenario="class",
+            strategy=s,
+            seed=seed,
+            train=TrainConfig(epochs=1),
+        )
         for s in STRATEGIES
         for seed in (0, 1)
     ]

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.experiment import tune as tune_mod
+from lifelong.config import TrainConfig
 from lifelong.experiment.run import RunConfig, run
 from lifelong.experiment.tune import (
     ParamSpace,
@@ -66,7 +67,9 @@ def test_strategies() -> Iterator[None]:
 
 def config(tmp_path: Path, strategy: str = "tune-probe", **kw) -> TuneConfig:  # type: ignore[no-untyped-def]
     params = kw.pop("params", (parse_param("alpha=log:1e-4:1"),))
-    base = RunConfig(benchmark="synthetic", scenario="class", strategy=strategy, epochs=1)
+    base = RunConfig(
+        benchmark="synthetic", scenario="class", strategy=strategy, train=TrainConfig(epochs=1)
+    )
     return TuneConfig(
         run=base,
         params=params,
@@ -138,7 +141,7 @@ def test_study_resumes_and_best_spec_parses(tmp_path: Path) -> None:
 
 
 def test_a_strategy_that_peeks_at_the_test_set_is_caught(tmp_path: Path) -> None:
-    row = run(RunConfig(benchmark="synthetic", strategy="tune-peek", epochs=1))
+    row = run(RunConfig(benchmark="synthetic", strategy="tune-peek", train=TrainConfig(epochs=1)))
     assert row["status"] == "ok"  # outside tuning the test set is there to read
     with pytest.raises(TestSetAccessError, match="test set of experience 0"):
         tune(config(tmp_path, strategy="tune-peek", trials=1))

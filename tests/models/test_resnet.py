@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from lifelong.data import TensorSet, split_by_class
+from lifelong.config import TrainConfig
 from lifelong.experiment.run import RunConfig, run
 from lifelong.models import (
     MODELS,
@@ -83,7 +84,9 @@ def test_grow_head_replaces_the_resnet_head() -> None:
 
 def test_reduced_resnet_learns_an_image_stream() -> None:
     stream = image_stream()
-    cfg = RunConfig(model="reduced-resnet18(nf=8)", epochs=5, lr=0.01, batch_size=8)
+    cfg = RunConfig(
+        model="reduced-resnet18(nf=8)", train=TrainConfig(epochs=5, lr=0.01, batch_size=8)
+    )
     row = run(cfg, stream=stream)
     matrix = row["accuracy_matrix"]
     assert matrix[0][0] > 0.9 and matrix[1][1] > 0.9

@@ -23,7 +23,9 @@ from lifelong.strategies.pnn import PNN, PNNModel
 from lifelong.train import TrainConfig, forward, predict, train_experience
 
 CFG = TrainConfig(epochs=2, batch_size=16, lr=0.05, momentum=0.9)
-SMALL = dict(epochs=3, batch_size=16, lr=0.05, momentum=0.9, model="mlp(hidden=(32,32))")
+SMALL = dict(
+    train=TrainConfig(epochs=3, batch_size=16, lr=0.05, momentum=0.9), model="mlp(hidden=(32,32))"
+)
 
 
 def task_stream() -> Stream:

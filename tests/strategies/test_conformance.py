@@ -28,7 +28,9 @@ CATALOGUE = sorted(
 )
 SCENARIOS = ("class", "domain", "task")
 FAST = dict(
-    benchmark="synthetic", epochs=1, batch_size=16, lr=0.05, momentum=0.0, model="mlp(hidden=(32,))"
+    benchmark="synthetic",
+    train=TrainConfig(epochs=1, batch_size=16, lr=0.05, momentum=0.0),
+    model="mlp(hidden=(32,))",
 )
 
 

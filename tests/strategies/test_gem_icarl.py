@@ -196,7 +196,7 @@ def run_eval(model: nn.Module, strategy, stream) -> list[float]:
 @pytest.mark.parametrize("scenario", ["class", "task", "domain"])
 def test_no_constraint_violated_during_training(scenario: str) -> None:
     _CheckedGEM.checked = _CheckedAGEM.checked = 0
-    gem = _CheckedGEM(patterns_per_experience=20)
+    gem = _CheckedGEM(mem_size=60)
     _train_stream(gem, scenario)
     _train_stream(_CheckedAGEM(mem_size=60, sample_size=16), scenario)
     assert _CheckedGEM.checked > 0 and _CheckedAGEM.checked > 0
@@ -321,8 +321,8 @@ def test_icarl_refuses_other_scenarios_and_bad_values() -> None:
         ICaRL(mem_size=0)
     with pytest.raises(ValueError, match="replay_ratio"):
         ICaRL(replay_ratio=-1.0)
-    with pytest.raises(ValueError, match="patterns_per_experience"):
-        GEM(patterns_per_experience=0)
+    with pytest.raises(ValueError, match="mem_size"):
+        GEM(mem_size=0)
     with pytest.raises(ValueError, match="margin"):
         GEM(margin=-0.1)
     with pytest.raises(ValueError, match="sample_size"):
@@ -374,7 +374,7 @@ def test_gem_helps_in_the_domain_scenario() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("spec", ["gem", "agem", "icarl"])
 def test_runs_on_cuda(spec: str) -> None:
-    row = run(RunConfig(benchmark="synthetic", strategy=spec, device="cuda", epochs=1))
+    row = run(RunConfig(benchmark="synthetic", strategy=spec, device="cuda", train=TrainConfig(epochs=1)))
     assert row["status"] == "ok" and row["final_average_accuracy"] > 0.5
     feats = torch.randn(50, 4, device="cuda")
     assert herding_select(feats, 10).device.type == "cuda"

@@ -17,7 +17,9 @@ from lifelong.strategies.generative_replay import GenerativeReplay
 from lifelong.train import TrainConfig, train_experience
 
 SMALL = dict(
-    benchmark="synthetic", epochs=5, batch_size=16, lr=0.1, momentum=0.0, model="mlp(hidden=(32,))"
+    benchmark="synthetic",
+    train=TrainConfig(epochs=5, batch_size=16, lr=0.1, momentum=0.0),
+    model="mlp(hidden=(32,))",
 )
 
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lifelong.config import TrainConfig
 from lifelong.experiment.run import RunConfig, run
 from lifelong.strategies import build_strategies
 
-FAST = dict(benchmark="synthetic", epochs=1, batch_size=16, lr=0.05, momentum=0.0, head="grow")
+FAST = dict(
+    benchmark="synthetic",
+    train=TrainConfig(epochs=1, batch_size=16, lr=0.05, momentum=0.0),
+    head="grow",
+)
 
 
 @pytest.mark.parametrize("name", ["ewc", "online-ewc", "si", "mas"])

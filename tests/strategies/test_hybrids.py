@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from lifelong.config import TrainConfig
 from lifelong.experiment.run import RunConfig, run
 from lifelong.strategies import build_strategies, canonical_spec
 
 FAST = dict(
-    benchmark="synthetic", epochs=1, batch_size=16, lr=0.05, momentum=0.0, model="mlp(hidden=(32,))"
+    benchmark="synthetic",
+    train=TrainConfig(epochs=1, batch_size=16, lr=0.05, momentum=0.0),
+    model="mlp(hidden=(32,))",
 )
 
 

@@ -30,7 +30,11 @@ from lifelong.strategies.mas import squared_norm
 from lifelong.strategies.si import SI
 from lifelong.train import TrainConfig, adapt_model, forward, train_experience, trainable
 
-FAST = dict(benchmark="synthetic", epochs=2, batch_size=16, lr=0.05, model="mlp(hidden=(32,))")
+FAST = dict(
+    benchmark="synthetic",
+    train=TrainConfig(epochs=2, batch_size=16, lr=0.05),
+    model="mlp(hidden=(32,))",
+)
 ZERO = ["ewc(lambda=0)", "online-ewc(lambda=0)", "si(lambda=0)", "mas(lambda=0)", "lwf(alpha=0)"]
 
 
@@ -265,10 +269,7 @@ def test_changed_parameter_shapes_are_refused() -> None:
 DIRECTION = dict(
     benchmark="synthetic",
     scenario="domain",
-    epochs=4,
-    batch_size=16,
-    lr=0.01,
-    momentum=0.9,
+    train=TrainConfig(epochs=4, batch_size=16, lr=0.01, momentum=0.9),
     model="mlp(hidden=(128,))",
 )
 

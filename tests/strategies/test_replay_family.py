@@ -47,7 +47,9 @@ def _row(spec: str, scenario: str = "class", seed: int = 0, **kw: object) -> dic
     stream = small_mnist(scenario) if scenario != "domain" else None
     bench = {"benchmark": "synthetic"} if stream is None else {}
     return run(
-        RunConfig(**{**SMALL, **kw, **bench}, strategy=spec, scenario=scenario, seed=seed),
+        RunConfig.from_dict(
+            {**SMALL, **kw, **bench, "strategy": spec, "scenario": scenario, "seed": seed}
+        ),
         stream=stream,
     )
 

@@ -32,10 +32,17 @@ def require(module: str) -> Any:
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A results.json from two real runs on the synthetic benchmark, plus a failed row."""
     from lifelong.experiment.compare import failed_row, provenance, run_all, write_results
+    from lifelong.config import TrainConfig
     from lifelong.experiment.run import RunConfig
 
     configs = [
-        RunConfig(benchmark="synthetic", scenario="class", strategy="naive", seed=s, epochs=1)
+        RunConfig(
+            benchmark="synthetic",
+            scenario="class",
+            strategy="naive",
+            seed=s,
+            train=TrainConfig(epochs=1),
+        )
         for s in (0, 1)
     ]
     rows = run_all(configs, isolate=False, quiet=True)

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lifelong.checkpoint import RunState
+from lifelong.learner import Result as RunState
 from lifelong.data.experience import Experience, Stream, TensorSet
 from lifelong.experiment.run import (
     RunConfig,
@@ -236,12 +236,13 @@ def check_supported(config: RunConfig, stream: Stream) -> list[Strategy]:
         )
     if config.head != "fixed":
         raise ValueError(f"run_batched supports head 'fixed' only, got {config.head!r}")
-    if config.optimizer != "sgd":
-        raise ValueError(f"run_batched supports optimizer 'sgd' only, got {config.optimizer!r}")
-    if config.precision != "fp32" or config.compile:
+    train = config.train
+    if train.optimizer != "sgd":
+        raise ValueError(f"run_batched supports optimizer 'sgd' only, got {train.optimizer!r}")
+    if train.precision != "fp32" or train.compile:
         raise ValueError(
-            f"run_batched trains in eager fp32 only, got precision={config.precision!r}, "
-            f"compile={config.compile!r}"
+            f"run_batched trains in eager fp32 only, got precision={train.precision!r}, "
+            f"compile={train.compile!r}"
         )
     if stream.scenario == "task":
         raise ValueError(
@@ -272,13 +273,13 @@ def _run_configs(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("run_batched needs at least one seed, got none")
-    lrs = [config.lr] * len(seeds) if lrs is None else [float(v) for v in lrs]
+    lrs = [config.train.lr] * len(seeds) if lrs is None else [float(v) for v in lrs]
     if len(lrs) != len(seeds):
         raise ValueError(f"lrs needs one learning rate per seed ({len(seeds)}), got {len(lrs)}")
     bad = [v for v in lrs if not v > 0]
     if bad:
         raise ValueError(f"every learning rate must be > 0, got {bad}")
-    return [replace(config, seed=s, lr=lr) for s, lr in zip(seeds, lrs)]
+    return [replace(config, seed=s, train=config.train.replace(lr=lr)) for s, lr in zip(seeds, lrs)]
 
 
 def _init_model(config: RunConfig, stream: Stream, device: torch.device) -> nn.Module:
@@ -308,7 +309,8 @@ def run_batched(
     lrs: Sequence[float] | None = None,
 ) -> list[dict[str, Any]]:
     """Train `len(seeds)` runs of `config` together; return one `results.json` row per run,
-    in the order of `seeds`, each the row `run(replace(config, seed=seed, lr=lr))` returns.
+    in the order of `seeds`, each the row `run(config)` returns for that seed (and lr:
+    `replace(config, seed=seed, train=config.train.replace(lr=lr))`).
 
     `lrs` (optional, one per seed) gives each run its own learning rate: a sweep over
     seeds x learning rates is `seeds=[0, 0, 1, 1], lrs=[0.01, 0.1, 0.01, 0.1]`. The time
@@ -327,13 +329,13 @@ def run_batched(
     stream = _stream(config, stream)
     strategies = check_supported(config, stream)
     fp = str(stream.info.get("fingerprint") or fingerprint(stream))
-    tcfg = replace(train_config(config, stream), lr=min(c.lr for c in configs))
+    tcfg = replace(train_config(config, stream), lr=min(c.train.lr for c in configs))
     stream = stream.to(device)
-    perm = sorted(range(len(configs)), key=lambda i: configs[i].lr)  # equal lrs side by side
+    perm = sorted(range(len(configs)), key=lambda i: configs[i].train.lr)  # equal lrs side by side
     models = [_init_model(configs[i], stream, device) for i in perm]
     net = StackedMLP.stack(models)
     gens = [torch.Generator().manual_seed(configs[i].seed) for i in perm]
-    groups = lr_groups([configs[i].lr for i in perm])
+    groups = lr_groups([configs[i].train.lr for i in perm])
     baseline, matrices, train_s, eval_s = _train_and_evaluate(
         net, stream, strategies, tcfg, StackedSGD(groups, tcfg.momentum, tcfg.weight_decay), gens
     )
@@ -344,8 +346,9 @@ def run_batched(
     rows: dict[int, dict[str, Any]] = {}
     for k, i in enumerate(perm):
         state = RunState(matrix=matrices[k], baseline=baseline[k])
+        own = tcfg.replace(lr=configs[i].train.lr)  # the row records the run's own lr
         row = results_row(
-            configs[i], run_id(configs[i], spec, fp), fp, stream, strategies, tcfg, state
+            configs[i], run_id(configs[i], spec, fp), fp, stream, strategies, own, state
         )
         row.update(shared, wall_seconds=wall, peak_memory_mb=peak)
         row.update(_model=models[k], _strategies=[s.clone() for s in strategies])

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -219,7 +219,7 @@ def run_sweep(
     progress = SweepProgress(len(tasks), "quiet" if experiment.quiet else "auto", err)
     recorder = _Recorder(store, [k for k, _ in configs], header, trackers, progress)
     recorder.rows.update(done)
-    write_json(store.root / "experiment.json", _jsonable(experiment))
+    write_json(store.root / "experiment.json", experiment.to_dict())
     if not experiment.quiet:
         print(
             f"lifelong: {len(configs)} runs in {store.root}: {len(done)} already done, "
@@ -249,10 +249,6 @@ def run_sweep(
             tracker.close()
     rows, keys = recorder.ordered()
     return SweepResult(rows, keys, len(done), len(tasks), path)
-
-
-def _jsonable(experiment: ExperimentConfig) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(experiment).items()}
 
 
 def git_commit() -> str | None:

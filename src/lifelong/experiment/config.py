@@ -11,6 +11,11 @@ The grid is benchmark x scenario x strategy x sweep x seed. A sweep key `name.pa
 (e.g. `replay.mem_size: [100, 500]`) applies to every spec of `strategies` that contains
 strategy `name`; a key naming a training setting (`lr`, `epochs`, ...) applies to all runs.
 Several keys form their Cartesian product.
+
+The training keys (`epochs`, `lr`, `momentum`, ...), their `lifelong compare` flags, which
+of them a sweep may vary, their defaults, help and checks are generated from the fields of
+`lifelong.config.TrainConfig` (the one declaration of each training setting); this module
+adds only the keys that are not training settings.
 """
 
 from __future__ import annotations
@@ -25,28 +30,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lifelong.config import TRAIN_FIELDS, TrainConfig, field_info
+from lifelong.config import check_value as train_problem
 from lifelong.experiment import values as chk
+from lifelong.spec import parse_one, split_top_level
 
 if TYPE_CHECKING:  # torch-free at import time, so `lifelong --help` stays quick
     from lifelong.experiment.run import RunConfig
 
 EXECUTORS = ("local", "ray")
-#: Training settings a sweep may vary (the rest of a run's config is fixed per sweep).
-SWEEPABLE = (
-    "model",
-    "head",
-    "optimizer",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "epochs",
-    "batch_size",
-    "online",
-    "precision",
-    "compile",
+#: Settings a sweep may vary (the rest of a run's config is fixed per sweep): the model,
+#: the head and every `TrainConfig` field declared with `sweep=True`.
+SWEEPABLE: tuple[str, ...] = ("model", "head") + tuple(
+    k for k in TRAIN_FIELDS if field_info(k)["sweep"]
 )
 #: Keys copied as they are from the experiment to every run's `RunConfig`.
-_RUN_KEYS = SWEEPABLE + ("device", "data", "data_dir")
+_RUN_KEYS = ("model", "head", "device", "data", "data_dir")
 
 
 class ConfigError(ValueError):
@@ -55,7 +54,10 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """A checked experiment: the grid to run and how to run it (see the module docstring)."""
+    """A checked experiment: the grid to run and how to run it (see the module docstring).
+
+    `train` holds the training settings, which the file and the command line give as
+    top-level keys (`epochs: 1`, `--epochs 1`)."""
 
     benchmark: tuple[str, ...] = ("split-mnist-5k",)
     data: dict[str, Any] | None = None
@@ -66,15 +68,7 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     model: str = "mlp"
     head: str = "fixed"
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    epochs: int = 2
-    batch_size: int = 32
-    online: bool = False
-    precision: str = "fp32"
-    compile: bool = False
+    train: TrainConfig = field(default_factory=TrainConfig)
     device: str = "cpu"
     threads: int | None = None
     workers: int | None = None
@@ -103,14 +97,30 @@ class ExperimentConfig:
         for bench in benchmarks:
             for scen in self.scenarios_of(bench):
                 for spec, settings in expand_sweep(self.strategies, self.sweep):
+                    train = self.train.replace(
+                        **{k: v for k, v in settings.items() if k in TRAIN_FIELDS}
+                    )
                     base = RunConfig(
                         benchmark=RunConfig.benchmark if self.data is not None else bench,
                         scenario=scen,
                         strategy=spec,
                         threads=threads or self.threads,
+                        train=train,
                         **{k: getattr(self, k) for k in _RUN_KEYS},
                     )
-                    out += [replace(base, seed=s, **settings) for s in self.seeds]
+                    own = {k: v for k, v in settings.items() if k not in TRAIN_FIELDS}
+                    out += [replace(base, seed=s, **own) for s in self.seeds]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The experiment as a config file's mapping (training settings at the top level,
+        lists for tuples): `load_config` of it gives this experiment back."""
+        out: dict[str, Any] = {}
+        for key in VALID_KEYS:
+            v = getattr(self.train, key) if key in TRAIN_FIELDS else getattr(self, key)
+            if isinstance(v, dict):
+                v = {k: list(x) if isinstance(x, tuple) else x for k, x in v.items()}
+            out[key] = list(v) if isinstance(v, tuple) else v
         return out
 
     def default_out(self, config_path: str | None) -> str:
@@ -121,6 +131,51 @@ class ExperimentConfig:
             return os.path.join("runs", Path(config_path).stem)
         return os.path.join("runs", time.strftime("compare-%Y%m%d-%H%M%S"))
 
+
+def _train_checker(key: str) -> Callable[[Any], Any]:
+    """The checker of training setting `key`: `lifelong.config.check_value`, the value
+    normalised like the field (an int given for a float field becomes a float)."""
+    kind = _annotation(key)
+
+    def check(v: Any) -> Any:
+        problem = train_problem(key, v)
+        if problem is not None:
+            if kind in (int, float) and isinstance(v, str):
+                problem += _number_text_hint(v)
+            raise chk.Bad("", problem, names_key=True)
+        return float(v) if kind is float and chk.is_int(v) else v
+
+    return check
+
+
+def _number_text_hint(text: str) -> str:
+    """Why a number came as text: YAML 1.1 reads `1e-3` (no dot) as a string."""
+    try:
+        float(text)
+    except ValueError:
+        return ""
+    mantissa, e, exponent = text.strip().lower().partition("e")
+    if e and "." not in mantissa:
+        return f" (YAML reads {text} as text; write {mantissa}.0e{exponent})"
+    return " (a number in quotes is text; drop the quotes)"
+
+
+def _annotation(key: str) -> type:
+    """The Python type of `TrainConfig` field `key` (`int | None` -> int)."""
+    text = field_info(key)["type"].replace(" ", "").replace("|None", "").replace("None|", "")
+    kinds = {"int": int, "float": float, "str": str, "bool": bool}
+    if text not in kinds:  # a new kind of field: say so where it is declared
+        raise TypeError(f"TrainConfig.{key}: cannot make a config key of type {text!r}")
+    return kinds[text]
+
+
+def _train_help(key: str) -> str:
+    info = field_info(key)
+    return str(info["help"]) + ("" if info["sweep"] else "; cannot be swept")
+
+
+#: `TrainConfig` fields as config keys: checker and help, generated from the declarations.
+TRAIN_CHECKS = {k: (_train_checker(k), _train_help(k)) for k in TRAIN_FIELDS}
 
 CHECKS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "benchmark": (
@@ -138,21 +193,7 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "seeds": (chk.seeds, "seeds, e.g. [0, 1, 2]"),
     "model": (chk.text, "model spec, e.g. mlp or 'mlp(hidden=(256,256))'"),
     "head": (chk.choice("fixed", "grow"), "fixed or grow"),
-    "optimizer": (chk.choice("sgd", "adam"), "sgd or adam"),
-    "lr": (chk.positive, "learning rate"),
-    "momentum": (chk.nonneg, "SGD momentum"),
-    "weight_decay": (chk.nonneg, "weight decay"),
-    "epochs": (chk.pos_int, "epochs per experience"),
-    "batch_size": (chk.pos_int, "batch size"),
-    "online": (chk.boolean, "single pass over each experience"),
-    "precision": (
-        chk.choice(*chk.PRECISIONS),
-        "fp32, or bf16 (bfloat16 autocast for forward and loss; weights stay float32)",
-    ),
-    "compile": (
-        chk.boolean,
-        "torch.compile the training step (CUDA graphs on CUDA) for compile-safe strategies",
-    ),
+    **TRAIN_CHECKS,
     "device": (chk.device, "cpu, cuda, cuda:N or auto"),
     "threads": (chk.opt_pos_int, "torch threads per run (default: cores // workers)"),
     "workers": (chk.opt_pos_int, "runs at once (default: one per core)"),
@@ -180,6 +221,9 @@ def check_value(source: str, key: str, value: Any, shown: str | None = None) -> 
     try:
         return CHECKS[key][0](value)
     except chk.Bad as e:
+        if e.message and e.names_key:  # "lr must be a number > 0, got 0"
+            flag = "" if (shown or key) == key else f"{shown}: "
+            raise ConfigError(f"{source}: {flag}{e.message}") from None
         if e.message:
             raise ConfigError(f"{source}: {shown or key}: {e.message}") from None
         raise ConfigError(
@@ -233,6 +277,11 @@ def load_config(
 
     if values.get("data") is not None and "benchmark" in values:
         raise ConfigError(f"{src('data')}: give either benchmark or data, not both")
+    values["train"] = _train_config(
+        {k: values.pop(k) for k in TRAIN_FIELDS if k in values},
+        values.get("device", ExperimentConfig.device),
+        src,
+    )
     values["sweep"] = _check_sweep(values.get("sweep", {}), src("sweep"))
     if src("strategies") != src("sweep"):  # strategies from the command line: keep the
         names = _strategy_names(values.get("strategies", ExperimentConfig.strategies))
@@ -244,9 +293,24 @@ def load_config(
     return cfg
 
 
-def _strategy_names(specs: Sequence[str]) -> set[str]:
-    from lifelong.strategies.registry import parse_one, split_top_level
+def _train_config(
+    settings: dict[str, Any], device: str, src: Callable[[str], str]
+) -> TrainConfig:
+    """The experiment's `TrainConfig` from its (checked) training keys; `compile: true`
+    refused, naming where it was set, where torch.compile cannot run on `device`."""
+    if settings.get("compile"):
+        from lifelong.config import compile_unavailable
 
+        reason = compile_unavailable("cpu" if device == "cpu" else None)
+        if reason is not None:
+            raise ConfigError(f"{src('compile')}: compile: true is not possible here: {reason}")
+    try:
+        return TrainConfig.from_dict(settings)
+    except ValueError as e:  # a check across settings (each one was checked alone)
+        raise ConfigError(f"{src(next(iter(settings), 'train'))}: {e}") from None
+
+
+def _strategy_names(specs: Sequence[str]) -> set[str]:
     try:
         return {parse_one(p)[0] for s in specs for p in split_top_level(s, "+")}
     except ValueError:
@@ -257,6 +321,11 @@ def _check_sweep(sweep: dict[str, tuple[Any, ...]], source: str) -> dict[str, tu
     """Check (and normalise) the values of swept training settings."""
     out = {}
     for key, vals in sweep.items():
+        if key in TRAIN_FIELDS and key not in SWEEPABLE:
+            raise ConfigError(
+                f"{source}: sweep: {key!r} cannot be swept; set it once for the experiment "
+                f"({key}: ...); a sweep may vary {', '.join(SWEEPABLE)}"
+            )
         if "." not in key and key not in SWEEPABLE:
             raise ConfigError(
                 f"{source}: sweep: unknown key {key!r}; expected 'strategy.param' "
@@ -290,12 +359,6 @@ def _check_grid(cfg: ExperimentConfig, src: Callable[[str], str]) -> None:
         expand_sweep(cfg.strategies, {})
     except ValueError as e:
         raise ConfigError(f"{src('strategies')}: strategies: {e}") from None
-    if cfg.compile or True in cfg.sweep.get("compile", ()):
-        from lifelong.compiled import compile_unavailable
-
-        reason = compile_unavailable("cpu" if cfg.device == "cpu" else None)
-        if reason is not None:
-            raise ConfigError(f"{src('compile')}: compile: true is not possible here: {reason}")
     try:
         expand_sweep(cfg.strategies, cfg.sweep)
     except ValueError as e:
@@ -330,12 +393,7 @@ def expand_sweep(
     (overriding a value the spec gives); other keys are training settings for every run.
     Duplicates (after canonicalisation) are dropped, order kept.
     """
-    from lifelong.strategies.registry import (
-        build_strategies,
-        canonical_spec,
-        parse_one,
-        split_top_level,
-    )
+    from lifelong.strategies.registry import build_strategies, canonical_spec
 
     parsed = [[parse_one(p) for p in split_top_level(s, "+")] for s in specs]
     for key in sweep:
@@ -375,14 +433,10 @@ def _spec_text(name: str, params: Mapping[str, Any]) -> str:
 # -- the command line of `lifelong compare`, generated from the same keys ------------------
 #: Keys set in the file only (the data source has its own flags in the CLI).
 FILE_ONLY = ("data", "data_dir", "sweep")
-_TYPES: dict[str, Any] = {
-    "epochs": int, "batch_size": int, "threads": int, "workers": int,
-    "lr": float, "momentum": float, "weight_decay": float,
-}  # fmt: skip
-_CHOICES = {
-    "head": ("fixed", "grow"), "optimizer": ("sgd", "adam"), "executor": EXECUTORS,
-    "precision": chk.PRECISIONS,
-}  # fmt: skip
+#: Types and choices of the flags of the keys that are not training settings (those of the
+#: training settings come from `TrainConfig`'s fields).
+_TYPES: dict[str, Any] = {"threads": int, "workers": int}
+_CHOICES: dict[str, tuple[str, ...]] = {"head": ("fixed", "grow"), "executor": EXECUTORS}
 
 
 def _flag(key: str) -> str:
@@ -400,19 +454,22 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
     for key, (_, help_text) in CHECKS.items():
         if key in FILE_ONLY:
             continue
-        default = getattr(defaults, key)
+        train = key in TRAIN_FIELDS
+        default = getattr(defaults.train if train else defaults, key)
+        kind = _annotation(key) if train else type(default)
+        choices = field_info(key)["choices"] if train else _CHOICES.get(key)
         if isinstance(default, tuple):
             default = ",".join(map(str, default))
         shown = (
             "" if default is None or default is False or default == {} else f" (default {default})"
         )
         kwargs: dict[str, Any] = {"default": None, "help": help_text + shown}
-        if isinstance(getattr(defaults, key), bool):
+        if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif key == "tracker":
             kwargs.update(action="append", help=help_text + "; repeatable or comma-separated")
         else:
-            kwargs.update(type=_TYPES.get(key, str), choices=_CHOICES.get(key))
+            kwargs.update(type=kind if train else _TYPES.get(key, str), choices=choices)
         parser.add_argument(_flag(key), **kwargs)
 
 

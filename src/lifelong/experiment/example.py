@@ -1,9 +1,41 @@
-"""`lifelong init`: the commented example experiment file."""
+"""`lifelong init`: the commented example experiment file.
+
+Its training keys are written from `lifelong.config.TrainConfig`'s fields (each at its
+default, with its help text), so the example lists every training setting there is.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+from lifelong.config import TRAIN_FIELDS, field_info
+
+
+def _yaml(value: Any) -> str:
+    """`value` as YAML reads it back (YAML 1.1 wants a dot in `1.0e-05`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and "e" in repr(value) and "." not in repr(value):
+        mantissa, _, exponent = repr(value).partition("e")
+        return f"{mantissa}.0e{exponent}"
+    return "null" if value is None else str(value)
+
+
+def training_keys() -> str:
+    """One line per `TrainConfig` field: `key: default  # help (choices)`."""
+    lines = []
+    for key in TRAIN_FIELDS:
+        info = field_info(key)
+        note = str(info["help"])
+        if info["choices"] is not None and not all(str(c) in note for c in info["choices"]):
+            note += f" ({', '.join(map(str, info['choices']))})"
+        if not info["sweep"]:
+            note += "; cannot be swept"
+        lines.append(f"{key + ': ' + _yaml(info['default']):<31} # {note}")
+    return "\n".join(lines) + "\n"
+
 
 EXAMPLE = """\
 # lifelong experiment: run it with `lifelong compare experiment.yaml`.
@@ -30,12 +62,10 @@ sweep:
 seeds: [0, 1]
 
 model: mlp                      # e.g. "mlp(hidden=(256,256))"
-optimizer: sgd                  # sgd or adam
-lr: 0.01
-momentum: 0.9
-epochs: 2                       # per experience
-batch_size: 32
+head: fixed                     # fixed or grow
 
+# Training settings (`lifelong.config.TrainConfig`), here at their defaults:
+{training}
 device: cpu                     # cpu, cuda, cuda:N or auto
 executor: local                 # local (one process per run) or ray
 workers: 2                      # runs at once
@@ -44,7 +74,7 @@ threads: 1                      # torch threads per run (default: cores // worke
 # tracker: [mlflow]             # mlflow, tensorboard, neptune, wandb; or with options:
 # tracker: {mlflow: {tracking_uri: "sqlite:///mlflow.db"}}
 out: runs/experiment            # results.json, results.csv/.parquet, runs/<key>/
-"""
+""".replace("{training}", training_keys())
 
 
 def write_example(path: str | os.PathLike[str] = "experiment.yaml", force: bool = False) -> Path:

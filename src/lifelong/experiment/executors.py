@@ -70,13 +70,15 @@ class Executor(Protocol):
 
 
 def failed_row(config: RunConfig, error: str) -> dict[str, Any]:
-    """A results row for a run that did not complete."""
+    """A results row for a run that did not complete; its `params` are the config with the
+    training settings at the top level, as in a finished run's row."""
+    params = {k: v for k, v in asdict(config).items() if k != "train"}
     return {
         "run_id": None,
         "benchmark": config.benchmark,
         "scenario": config.scenario,
         "strategy": config.strategy,
-        "params": asdict(config),
+        "params": {**params, **config.train.to_dict()},
         "seed": config.seed,
         "status": "failed",
         "error": error,

@@ -14,20 +14,19 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
-from torch import nn
 
-from lifelong import metrics
+from lifelong.config import TRAIN_FIELDS, TrainConfig
+from lifelong.data.benchmarks import fingerprint, get_benchmark
 from lifelong.data.experience import Stream
+from lifelong.experiment.rundir import RunDir
+from lifelong.learner import Learner, Result, resolve_device
+from lifelong.models import parse_model_spec
 from lifelong.strategies.base import Strategy
-from lifelong.strategies.registry import canonical_spec, spec_params
-
-if TYPE_CHECKING:
-    from lifelong.checkpoint import RunDir, RunState
-    from lifelong.train import Evaluator, TrainConfig
+from lifelong.strategies.registry import build_strategies, canonical_spec, spec_params
 
 Progress = Callable[[str], None]
 
@@ -38,9 +37,8 @@ class RunConfig:
 
     `benchmark` names a registered benchmark; `data` instead describes the user's own data
     source (options of `lifelong.data.files.stream_from_files`); `data_dir` is where
-    file-based benchmarks live. `extra` holds further recorded parameters. `precision`
-    ("fp32" or "bf16": bfloat16 autocast) and `compile` (the compiled step, see
-    `lifelong.compiled`) are training settings.
+    file-based benchmarks live. `train` holds every training setting (`TrainConfig`, the
+    one settings object); `extra` holds further recorded parameters.
     """
 
     benchmark: str = "split-mnist-5k"
@@ -48,15 +46,7 @@ class RunConfig:
     strategy: str = "naive"
     model: str = "mlp"
     head: str = "fixed"
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    epochs: int = 2
-    batch_size: int = 32
-    online: bool = False
-    precision: str = "fp32"
-    compile: bool = False
+    train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
@@ -64,26 +54,38 @@ class RunConfig:
     data_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.train, dict):  # from JSON (a run's config.json)
+            object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
 
-def resolve_device(device: str) -> torch.device:
-    """`cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available) -> a `torch.device`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto")
-    return torch.device(device)
+    @staticmethod
+    def from_dict(values: dict[str, Any]) -> RunConfig:
+        """Read a config written by `asdict` (nested `train`), or one written before
+        `train` was nested (its training settings at the top level)."""
+        values = dict(values)
+        train = dict(values.pop("train", None) or {})
+        for key in TRAIN_FIELDS:
+            if key in values:
+                train[key] = values.pop(key)
+        return RunConfig(**values, train=TrainConfig.from_dict(train))
+
+
+#: training settings added after run keys were first written: left out of the key at
+#: their defaults, so the keys of existing output folders stay valid
+_KEY_OPTIONAL = {"precision": "fp32", "compile": False, "eval_batch_size": None,
+                 "reset_optimizer": True}
 
 
 def config_hash(config: RunConfig, **fields: Any) -> str:
     """A stable 16-hex hash of a config plus `fields`. Device and threads are left out (they
-    do not change what is computed), and so are `precision`/`compile` at their defaults, so
-    adding an option does not change the hashes of runs that do not use it."""
-    key = {k: v for k, v in asdict(config).items() if k not in ("device", "threads")}
-    for name, default in (("precision", "fp32"), ("compile", False)):
-        if key.get(name) == default:
-            key.pop(name)
+    do not change what is computed); the training settings are hashed flat, as before they
+    were nested in `train`, and the later ones only when they differ from their defaults,
+    so a new option does not change the keys of runs that do not use it."""
+    key = {k: v for k, v in asdict(config).items() if k not in ("device", "threads", "train")}
+    for name, value in config.train.to_dict().items():
+        if name in _KEY_OPTIONAL and value == _KEY_OPTIONAL[name]:
+            continue
+        key[name] = value
     key.update(fields)
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -96,21 +98,10 @@ def run_id(config: RunConfig, strategy: str, fingerprint: str | None) -> str:
 
 def train_config(config: RunConfig, stream: Stream) -> TrainConfig:
     """The loop's settings for `config` on `stream` (online streams set their batch size)."""
-    from lifelong.train import TrainConfig
-
-    tcfg = TrainConfig(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        optimizer=config.optimizer,
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        online=config.online or stream.online,
-        precision=config.precision,
-        compile=config.compile,
-    )
+    tcfg = config.train
     if stream.online:
-        tcfg = replace(tcfg, batch_size=int(str(stream.info.get("online_batch_size", 10))))
+        size = int(str(stream.info.get("online_batch_size", 10)))
+        tcfg = tcfg.replace(online=True, batch_size=size)
     return tcfg
 
 
@@ -135,16 +126,12 @@ def make_stream(config: RunConfig) -> Stream:
 
         stream: Stream = stream_from_files(scenario=config.scenario, **config.data)
         return stream
-    from lifelong.data.benchmarks import get_benchmark
-
     options = {"data_dir": config.data_dir} if config.data_dir else {}
     return get_benchmark(config.benchmark, config.scenario, **options)
 
 
 def model_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Parse `--model`: `mlp`, `mlp(hidden=(256,256))` or `pkg.mod:factory(width=64)`."""
-    from lifelong.models import parse_model_spec
-
     return parse_model_spec(spec)
 
 
@@ -157,19 +144,26 @@ def run(
     resume: bool = False,
 ) -> dict[str, Any]:
     """Train through the stream with `config`; return the run's `results.json` row.
+    `run_learner` does the same and also returns the trained `Learner`."""
+    return run_learner(config, stream, progress, run_dir=run_dir, resume=resume)[1]
+
+
+def run_learner(
+    config: RunConfig,
+    stream: Stream | None = None,
+    progress: Progress | None = None,
+    *,
+    run_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+) -> tuple[Learner, dict[str, Any]]:
+    """Config -> objects -> `Learner.fit_stream`: the trained learner and the row.
 
     With `run_dir`, a checkpoint is written to `run_dir/checkpoint/` after every experience
-    and the trained model to `run_dir/model/` at the end (read it with `lifelong.load`).
+    and the trained learner to `run_dir/model/` at the end (read it with `lifelong.load`).
     `resume=True` continues from that checkpoint when there is one (bit for bit on CPU) and
     starts afresh otherwise; `resume=False` starts afresh. Without `run_dir` nothing is
-    written. See `lifelong.checkpoint`.
+    written. See `lifelong.experiment.rundir`.
     """
-    from lifelong.checkpoint import RunDir, RunState
-    from lifelong.data.benchmarks import fingerprint
-    from lifelong.models import build_model
-    from lifelong.strategies.registry import build_strategies
-    from lifelong.train import Evaluator
-
     _warm_up()
     wall0 = time.perf_counter()
     if config.threads:
@@ -180,74 +174,31 @@ def run(
     check_scenario(strategies, stream, config)
     fp = str(stream.info.get("fingerprint") or fingerprint(stream))
     tcfg = train_config(config, stream)
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    stream = stream.to(device)
-    name, mparams = model_spec(config.model)
-    model = build_model(name, stream, head=config.head, **mparams).to(device)
-    evaluator = Evaluator(stream, tcfg.eval_batch_size)
     rid = run_id(config, canonical_spec(strategies), fp)
-    ckpt = None if run_dir is None else RunDir(run_dir, config, rid, stream, device)
-    st, optimizer = RunState(), None
-    restored = ckpt.resume(model, strategies, tcfg, gen) if ckpt and resume else None
+    ckpt = None if run_dir is None else RunDir(run_dir, config, rid, device)
+    restored = ckpt.resume() if ckpt and resume else None
     if restored is not None:
-        model, optimizer, st = restored
-        wall0 -= st.wall_seconds
+        learner, result = restored
+        learner.config = tcfg
+        wall0 -= result.wall_seconds
         if progress:
-            progress(f"resumed from {run_dir} after experience {st.next_experience}/{len(stream)}")
-    elif ckpt is not None:
-        ckpt.clear()
-    if not st.baseline:
-        t0 = time.perf_counter()
-        st.baseline = evaluator.row(model, strategies)
-        st.eval_seconds += time.perf_counter() - t0
-    model = _train_stream(
-        model, strategies, stream, tcfg, gen, optimizer, st, evaluator, ckpt, wall0, progress
-    )
-    if ckpt is not None:
-        ckpt.save_model(model, strategies)
-    row = results_row(config, rid, fp, stream, strategies, tcfg, st)
-    row["wall_seconds"] = time.perf_counter() - wall0
-    return {**row, "_model": model, "_strategies": strategies}
-
-
-def _train_stream(
-    model: nn.Module,
-    strategies: list[Strategy],
-    stream: Stream,
-    tcfg: TrainConfig,
-    gen: torch.Generator,
-    optimizer: torch.optim.Optimizer | None,
-    st: RunState,
-    evaluator: Evaluator,
-    ckpt: RunDir | None,
-    wall0: float,
-    progress: Progress | None,
-) -> nn.Module:
-    """Train on each remaining experience, fill a row of the matrix after each, checkpoint."""
-    from lifelong.train import train_experience
-
-    T, whole = len(stream), any(s.sees_whole_stream for s in strategies)
-    for i in range(st.next_experience, T):
-        seen = stream.experiences if whole else stream.experiences[: i + 1]
-
-        def on_epoch(e: int, n: int, i: int = i) -> None:
-            if progress:
-                progress(f"experience {i + 1}/{T} epoch {e}/{n}")
-
-        t0 = time.perf_counter()
-        model, optimizer = train_experience(
-            model, strategies, stream[i], seen, optimizer, tcfg, gen, on_epoch
+            done = result.next_experience
+            progress(f"resumed from {run_dir} after experience {done}/{len(stream)}")
+    else:
+        if ckpt is not None:
+            ckpt.clear()
+        learner = Learner(
+            config.model, strategies, config=tcfg, scenario=config.scenario,
+            head=config.head, device=device, seed=config.seed,
         )
-        _sync(next(model.parameters()).device)
-        st.train_seconds += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        st.matrix.append(evaluator.row(model, strategies))
-        st.eval_seconds += time.perf_counter() - t0
-        if ckpt is not None:  # not counted in train_seconds
-            st.next_experience, st.wall_seconds = i + 1, time.perf_counter() - wall0
-            ckpt.save_checkpoint(model, strategies, optimizer, gen, st)
-    return model
+        result = Result()
+    on_experience = None if ckpt is None else ckpt.save_checkpoint
+    result = learner.fit_stream(stream, on_experience, result=result, progress=progress)
+    if ckpt is not None:
+        ckpt.save_model(learner)
+    row = results_row(config, rid, fp, stream, strategies, tcfg, result)
+    row["wall_seconds"] = time.perf_counter() - wall0
+    return learner, row
 
 
 def results_row(
@@ -257,22 +208,15 @@ def results_row(
     stream: Stream,
     strategies: list[Strategy],
     tcfg: TrainConfig,
-    st: RunState,
+    st: Result,
 ) -> dict[str, Any]:
     """The run's `results.json` row (DESIGN.md), metrics computed from the matrix."""
     matrix = st.matrix
+    figures = st.metrics()
     params = {
         "model": config.model,
         "head": config.head,
-        "optimizer": config.optimizer,
-        "lr": config.lr,
-        "momentum": config.momentum,
-        "weight_decay": config.weight_decay,
-        "epochs": tcfg.epochs,
-        "batch_size": tcfg.batch_size,
-        "online": tcfg.online,
-        "precision": tcfg.precision,
-        "compile": tcfg.compile,
+        **tcfg.to_dict(),
         "data_fingerprint": fp,
         **spec_params(strategies),
         **config.extra,
@@ -288,10 +232,7 @@ def results_row(
         "error": None,
         "n_experiences": len(stream),
         "accuracy_matrix": matrix,
-        "final_average_accuracy": metrics.final_average_accuracy(matrix),
-        "average_forgetting": metrics.average_forgetting(matrix),
-        "backward_transfer": metrics.backward_transfer(matrix),
-        "forward_transfer": metrics.forward_transfer(matrix, st.baseline),
+        **figures,
         "train_seconds": st.train_seconds,
         "eval_seconds": st.eval_seconds,
         "wall_seconds": None,
@@ -304,11 +245,6 @@ def _warm_up() -> None:
     seconds), so that a fresh process does not count it in the run's `train_seconds`."""
     with contextlib.suppress(ImportError):
         import torch._dynamo  # noqa: F401
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def peak_memory_mb() -> float:

@@ -108,7 +108,7 @@ class TuneConfig:
 
     def protocol(self) -> dict[str, Any]:
         """What a resumed study must share with the one it continues."""
-        r = self.run
+        r, t = self.run, self.run.train
         return {
             "benchmark": r.benchmark,
             "scenario": r.scenario,
@@ -119,12 +119,12 @@ class TuneConfig:
             "objective": "mean validation accuracy on the tuned experiences after the last one",
             "model": r.model,
             "head": r.head,
-            "optimizer": r.optimizer,
-            "lr": r.lr,
-            "momentum": r.momentum,
-            "weight_decay": r.weight_decay,
-            "epochs": r.epochs,
-            "batch_size": r.batch_size,
+            "optimizer": t.optimizer,
+            "lr": t.lr,
+            "momentum": t.momentum,
+            "weight_decay": t.weight_decay,
+            "epochs": t.epochs,
+            "batch_size": t.batch_size,
             "seed": r.seed,
         }
 
@@ -321,6 +321,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TuneConfig:
     """Build a `TuneConfig` from `lifelong tune`'s arguments."""
+    from lifelong.config import TrainConfig
     from lifelong.data.benchmarks import BENCHMARKS
     from lifelong.experiment.run import RunConfig
 
@@ -333,18 +334,21 @@ def config_from_args(args: argparse.Namespace) -> TuneConfig:
         raise ValueError(
             f"--seeds must be integers separated by commas, got {args.seeds!r}"
         ) from None
-    run = RunConfig(
-        benchmark=args.benchmark,
-        scenario=args.scenario or BENCHMARKS[args.benchmark].scenarios[0],
-        strategy=args.strategy,
-        model=args.model,
-        head=args.head,
+    train = TrainConfig(
         optimizer=args.optimizer,
         lr=args.lr,
         momentum=args.momentum,
         weight_decay=args.weight_decay,
         epochs=args.epochs,
         batch_size=args.batch_size,
+    )  # checked here: a bad value fails the command before any trial
+    run = RunConfig(
+        benchmark=args.benchmark,
+        scenario=args.scenario or BENCHMARKS[args.benchmark].scenarios[0],
+        strategy=args.strategy,
+        model=args.model,
+        head=args.head,
+        train=train,
         seed=args.seed,
         device=args.device,
     )

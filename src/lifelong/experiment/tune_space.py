@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from lifelong.spec import parse_one, parse_value, split_top_level
+
 if TYPE_CHECKING:  # optuna is imported only when a study runs
     import optuna
 
@@ -40,8 +42,6 @@ class ParamSpace:
 def parse_param(text: str) -> ParamSpace:
     """Parse `--param`: `NAME=LOW:HIGH`, `NAME=log:LOW:HIGH`, `NAME=int:LOW:HIGH`,
     `NAME=int:log:LOW:HIGH` or `NAME=A|B|C` (a choice among values)."""
-    from lifelong.strategies.registry import parse_value
-
     name, eq, body = text.partition("=")
     name = name.strip()
     if not eq or not name or not body.strip():
@@ -71,7 +71,7 @@ def check_spaces(
 ) -> tuple[str, dict[str, Any], tuple[ParamSpace, ...]]:
     """Parse the base spec (`name` or `name(fixed=...)`) and check each tuned parameter is a
     hyper-parameter of it; integer-annotated ones are drawn as integers."""
-    from lifelong.strategies.registry import parse_one, registry, split_top_level
+    from lifelong.strategies.registry import registry
 
     if len(split_top_level(strategy, "+")) != 1:
         raise ValueError(f"tune one strategy at a time, got the hybrid {strategy!r}")

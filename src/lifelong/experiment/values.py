@@ -1,6 +1,9 @@
 """Value checkers of experiment config keys: each returns the value normalised (lists to
-tuples, comma-separated text to a tuple, ints to floats) or raises `Bad(expected)`, from
-which `lifelong.experiment.config` builds its error message (file, key, value, expectation).
+tuples, comma-separated text to a tuple) or raises `Bad(expected)`, from which
+`lifelong.experiment.config` builds its error message (file, key, value, expectation).
+
+The training settings (`epochs`, `lr`, ...) are not checked here: their checks are declared
+with the fields of `lifelong.config.TrainConfig`.
 """
 
 from __future__ import annotations
@@ -8,18 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lifelong.spec import split_top_level
+
 SCENARIO_NAMES = ("class", "domain", "task")
-#: Training precisions (`lifelong.train.PRECISIONS`, kept here so configs stay torch-free).
-PRECISIONS = ("fp32", "bf16")
 
 
 class Bad(Exception):
     """Raised by a value checker with what it expected, e.g. `Bad("a positive integer")`;
-    `message`, when given, replaces the generic "expected ..., got ..." text."""
+    `message`, when given, replaces the generic "expected ..., got ..." text; `names_key`
+    says that `message` names the key itself ("lr must be a number > 0, got 0")."""
 
-    def __init__(self, expected: str, message: str | None = None) -> None:
+    def __init__(self, expected: str, message: str | None = None, names_key: bool = False) -> None:
         super().__init__(expected)
         self.message = message
+        self.names_key = names_key
 
 
 def is_int(v: Any) -> bool:
@@ -51,27 +56,6 @@ def opt_pos_int(v: Any) -> int | None:
     return None if v is None else pos_int(v)
 
 
-def number(v: Any) -> float:
-    """An int or float (not NaN), as a float."""
-    if (is_int(v) or isinstance(v, float)) and v == v:
-        return float(v)
-    raise Bad("a number")
-
-
-def nonneg(v: Any) -> float:
-    """A number >= 0."""
-    if (is_int(v) or isinstance(v, float)) and v >= 0:
-        return float(v)
-    raise Bad("a number >= 0")
-
-
-def positive(v: Any) -> float:
-    """A number > 0."""
-    if (is_int(v) or isinstance(v, float)) and v > 0:
-        return float(v)
-    raise Bad("a number > 0")
-
-
 def boolean(v: Any) -> bool:
     """true or false."""
     if isinstance(v, bool):
@@ -92,8 +76,6 @@ def choice(*names: str) -> Callable[[Any], str]:
 
 def names(v: Any, expected: str = "a name or a list of names") -> tuple[str, ...]:
     """A list of non-empty strings, or one string split at top-level commas."""
-    from lifelong.strategies.registry import split_top_level
-
     items = split_top_level(v, ",") if isinstance(v, str) else v
     if not isinstance(items, (list, tuple)) or not items:
         raise Bad(expected)

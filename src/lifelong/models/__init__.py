@@ -12,6 +12,7 @@ from torch import nn
 from lifelong.data.experience import Stream
 from lifelong.models.heads import MASKED_LOGIT, IncrementalClassifier, MultiHead
 from lifelong.models.mlp import MLP
+from lifelong.spec import parse_one
 
 #: name -> factory(stream, **params) -> nn.Module with `backbone`, `feature_size`, `head`.
 MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -86,8 +87,6 @@ def resolve_factory(spec: str | Callable[..., nn.Module]) -> Callable[..., nn.Mo
 
 def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Parse `--model`: `mlp`, `mlp(hidden=(256,256))` or `pkg.mod:factory(width=64)`."""
-    from lifelong.strategies.registry import parse_one
-
     head, paren, rest = spec.strip().partition("(")
     if ":" not in head:
         return parse_one(spec)

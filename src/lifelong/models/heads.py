@@ -44,6 +44,28 @@ class MultiHead(nn.Module):
             raise ValueError(f"task id {experience.task} is outside 0..{self.n_tasks - 1}")
         self.mask[experience.task, list(experience.classes)] = True
 
+    def grow(self, n_tasks: int, n_classes: int) -> bool:
+        """Make room for task ids below `n_tasks` and class ids below `n_classes`: new
+        heads and new class rows are freshly initialised, the old ones kept as they are.
+        Returns whether anything grew (the parameters are then new tensors)."""
+        t, c = max(n_tasks, self.n_tasks), max(n_classes, self.n_classes)
+        if (t, c) == (self.n_tasks, self.n_classes):
+            return False
+        weight = torch.empty(t, c, self.weight.shape[2]).to(self.weight)
+        bias = torch.empty(t, c).to(self.bias)
+        bound = 1.0 / math.sqrt(self.weight.shape[2])
+        nn.init.uniform_(weight, -bound, bound)
+        nn.init.uniform_(bias, -bound, bound)
+        mask = torch.zeros(t, c, dtype=torch.bool, device=self.mask.device)
+        with torch.no_grad():
+            weight[: self.n_tasks, : self.n_classes] = self.weight
+            bias[: self.n_tasks, : self.n_classes] = self.bias
+        mask[: self.n_tasks, : self.n_classes] = self.mask
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
+        self.mask = mask
+        self.n_tasks, self.n_classes = t, c
+        return True
+
     def heads(self, features: Tensor, t: Tensor) -> Tensor:
         """Logits `[B, n_classes]` of each sample's own task head."""
         w = self.weight.flatten(0, 1)  # [T*C, F]
@@ -68,9 +90,19 @@ class IncrementalClassifier(nn.Module):
         self.linear = nn.Linear(in_features, max(n_classes, 1))
         self.n_classes = n_classes
 
+    @staticmethod
+    def from_linear(linear: nn.Linear) -> IncrementalClassifier:
+        """A growing classifier that starts as `linear` (its rows kept as they are)."""
+        head = IncrementalClassifier(linear.in_features)
+        head.linear, head.n_classes = linear, linear.out_features
+        return head
+
     def adapt_to(self, experience: Experience) -> None:
         """Grow to cover every class of `experience` (no-op when none is new)."""
-        need = max(experience.classes) + 1
+        self.grow(max(experience.classes) + 1)
+
+    def grow(self, need: int) -> None:
+        """Grow to `need` outputs (no-op when it has as many)."""
         if need <= self.n_classes:
             return
         old = self.linear
@@ -83,3 +115,29 @@ class IncrementalClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear(x)
+
+
+def output_width(model: nn.Module) -> int | None:
+    """How many class ids the model's head scores today, when it can tell (None for a
+    head that grows by itself, or a model whose head is not known)."""
+    if isinstance(model, MultiHead):
+        return model.n_classes
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Linear):
+        return head.out_features
+    return None
+
+
+def grow_outputs(model: nn.Module, n_classes: int, n_tasks: int = 1) -> bool:
+    """Make room in the model's head for class ids below `n_classes` (and task ids below
+    `n_tasks` for a `MultiHead`). A fixed linear `head` too small becomes an
+    `IncrementalClassifier` that keeps its rows (and from then on grows by itself).
+    Returns whether the model changed."""
+    if isinstance(model, MultiHead):
+        return model.grow(n_tasks, n_classes)
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Linear) and head.out_features < n_classes:
+        model.head = IncrementalClassifier.from_linear(head)
+        model.head.grow(n_classes)
+        return True
+    return False  # an `IncrementalClassifier` grows by itself in `adapt_to`

@@ -5,11 +5,15 @@ Models") for the Linear layers of a frozen backbone, and their exact removal.
 original layer object kept as `.base`, frozen) and returns a `LoRAModel` that passes each
 sample's task id to the adapters. `remove_lora(model)` puts the original layer objects back,
 so the backbone is exactly what it was (same objects, same weights, same outputs).
+`original_name(model)` names a parameter as the unadapted model named it, so state keyed
+by name (regularizers, GDumb) means the same parameter whether taken before or after
+the adapters were added.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -132,3 +136,21 @@ def add_lora(model: nn.Module, rank: int = 8, alpha: float = 8.0) -> LoRAModel:
 def remove_lora(model: LoRAModel) -> nn.Module:
     """Undo `add_lora`: the original model, bit for bit (see `LoRAModel.remove`)."""
     return model.remove()
+
+
+def original_name(model: nn.Module) -> Callable[[str], str]:
+    """A function from a name in `model` (`named_parameters`, `named_buffers`) to the name
+    the tensor has in the model without adapters: `LoRAModel`'s `model.` prefix and each
+    `LoRALinear`'s `.base` are dropped (adapters read `<layer>.A.<i>`, `<layer>.B.<i>`).
+    For a model without adapters it is the identity."""
+    wrapped = isinstance(model, LoRAModel)
+    bases = [f"{n}.base." for n, m in model.named_modules() if isinstance(m, LoRALinear) and n]
+
+    def rename(name: str) -> str:
+        for b in bases:
+            if name.startswith(b):
+                name = b[: -len("base.")] + name[len(b) :]
+                break
+        return name.removeprefix("model.") if wrapped else name
+
+    return rename

@@ -20,8 +20,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from lifelong.data.experience import TensorSet
+from lifelong.models.functional import forward, trainable
+from lifelong.models.lora import original_name
 from lifelong.strategies.base import Batch, Strategy
-from lifelong.train import forward, trainable
 
 #: per-sample objective: `(logits [B, C], labels [B]) -> [B]`
 Objective = Callable[[Tensor, Tensor], Tensor]
@@ -75,20 +76,27 @@ class QuadraticRegularizer(Strategy):
     """Base of the anchored quadratic penalties: `scale * (sum w (theta - a)^2 + offset)`.
 
     Subclasses fill `importance_` (w), `anchor_` (a) and `offset_` in `end` and say what
-    `penalty_scale` is. The penalty is zero until `importance_` exists (first experience).
-    The trainable parameters must keep their shapes across experiences, except a classifier
-    that grows with new classes (`head="grow"`): its new rows start with zero importance.
+    `penalty_scale` is; `align` keeps `names_`, the stable name (see `named_trainable`) of
+    the parameter each stored tensor belongs to. The penalty is zero until `importance_`
+    exists (first experience) and matches stored tensors to parameters by name: a
+    parameter with nothing stored (a new adapter set, a new head) is not held at all, a
+    stored one that is frozen now is left out (its term is a constant), and one whose shape
+    changed is refused, except a classifier that grew with new classes (`head="grow"`):
+    its new rows start with zero importance.
     """
 
     compile_safe = True  # same results as eager on CPU (a graph break at the penalty)
     importance_: list[Tensor] | None
     anchor_: list[Tensor] | None
+    names_: list[str] | None = None
     offset_: float
-    _weights: list[Tensor] | None = None
+    _weights: list[Tensor] | None = None  # 2 * scale * w of the parameters held
+    _anchors: list[Tensor] = []
+    _used: list[int] = []  # their positions in `trainable(model)`
     _param_ids: list[int] = []
     #: whether `_penalty_grad` should keep the latest penalty's gradient (SI needs it)
     keeps_penalty_grad: ClassVar[bool] = False
-    _penalty_grad: list[Tensor] = []
+    _penalty_grad: list[Tensor] = []  # one per parameter held, in `_used`'s order
 
     def penalty_scale(self) -> float:
         """The factor in front of the quadratic form (e.g. `lambda / 2` for EWC)."""
@@ -101,36 +109,89 @@ class QuadraticRegularizer(Strategy):
         params = trainable(model)
         ids = [id(p) for p in params]
         if self._weights is None or ids != self._param_ids:  # new parameters: a grown head
-            self._weights, self._param_ids = self._prepare(params), ids
+            self._prepare(model)
+            self._param_ids = ids
+        constant = out.new_zeros(()) + self.penalty_scale() * self.offset_
+        if not self._used:
+            return constant
         sink = self._penalty_grad if self.keeps_penalty_grad else None
-        value = _Quadratic.apply(self._weights, self.anchor_, sink, *params)
-        return value + self.penalty_scale() * self.offset_
+        held = [params[i] for i in self._used]
+        return _Quadratic.apply(self._weights, self._anchors, sink, *held) + constant
 
-    def _prepare(self, params: list[nn.Parameter]) -> list[Tensor]:
+    def _prepare(self, model: nn.Module) -> None:
+        """Find the stored importance and anchor of each trainable parameter, by name."""
+        index = self._index(named := named_trainable(model))
+        self._used, weights, self._anchors = [], [], []
+        for i, (name, p) in enumerate(named):
+            if name in index:
+                w, a = self._stored(index[name], name, p)
+                self._used.append(i)
+                weights.append(w)
+                self._anchors.append(a)
+        self._weights = list(torch._foreach_mul(weights, 2 * self.penalty_scale()))
+
+    def _index(self, named: list[tuple[str, nn.Parameter]]) -> dict[str, int]:
+        """Stored name -> position. A state saved without names followed the order of the
+        trainable parameters: it takes the current ones' names."""
+        if self.names_ is None and self.importance_ is not None:
+            self.names_ = [n for n, _ in named][: len(self.importance_)]
+        return {n: k for k, n in enumerate(self.names_ or [])}
+
+    def _stored(self, k: int, name: str, p: Tensor) -> tuple[Tensor, Tensor]:
+        """Stored importance and anchor `k` for parameter `p`: on its device, grown rows
+        (new classes) padded with zeros; a changed shape is refused."""
         assert self.importance_ is not None and self.anchor_ is not None
-        self.match_params(params)
-        check_shapes(self.name, self.importance_, params)
-        return list(torch._foreach_mul(self.importance_, 2 * self.penalty_scale()))
+        w = grown(self.importance_[k].to(p.device), p)
+        a = grown(self.anchor_[k].to(p.device), p)
+        if w.shape != p.shape or a.shape != p.shape:
+            raise ValueError(
+                f"{self.name}: parameter {name!r} changed from {tuple(w.shape)} to "
+                f"{tuple(p.shape)}; this regularizer needs parameters that keep their "
+                "shapes (a growing head is fine)"
+            )
+        return w, a
 
-    def match_params(self, params: list[nn.Parameter]) -> None:
-        """Put the learned tensors on the parameters' device (e.g. after loading a CPU
-        checkpoint) and follow a growing head: rows a parameter gained along its first
-        dimension (new classes) get zero importance, so they are not held anywhere."""
-        device = params[0].device
-        if self.importance_ is not None and len(self.importance_) != len(params):
-            return  # not a growing head: `check_shapes` names the change
-        if self.importance_ is not None:
-            self.importance_ = [grown(w.to(device), p) for w, p in zip(self.importance_, params)]
-        if self.anchor_ is not None:
-            self.anchor_ = [grown(a.to(device), p) for a, p in zip(self.anchor_, params)]
+    def align(self, named: list[tuple[str, nn.Parameter]]) -> int:
+        """Reorder the stored tensors to follow `named` (the parameters trained now), then
+        the stored ones not among them; give a parameter with nothing stored zero
+        importance and its current value as anchor. Returns `len(named)`: subclasses
+        combine the first that many entries with the new estimates and keep the rest."""
+        if self.importance_ is None or self.anchor_ is None:
+            self.names_ = [n for n, _ in named]
+            return len(named)
+        index = self._index(named)
+        importance, anchor = [], []
+        for name, p in named:
+            if name in index:
+                w, a = self._stored(index[name], name, p)
+            else:
+                w, a = torch.zeros_like(p.detach()), p.detach().clone()
+            importance.append(w)
+            anchor.append(a)
+        here = {n for n, _ in named}
+        rest = [k for k, n in enumerate(self.names_ or []) if n not in here]
+        self.importance_ = importance + [self.importance_[k] for k in rest]
+        self.anchor_ = anchor + [self.anchor_[k] for k in rest]
+        self.names_ = [n for n, _ in named] + [(self.names_ or [])[k] for k in rest]
+        self.invalidate()
+        return len(named)
 
     def invalidate(self) -> None:
         """Forget the cached scaled importance (after the importance or anchor changed)."""
         self._weights = None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.names_ = None  # a state saved before names were kept has none
         super().load_state_dict(state)
         self.invalidate()
+
+
+def named_trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """`trainable(model)` with stable names: each parameter's name in the model without
+    adapters (`lifelong.models.lora.original_name`), the same before and after a strategy
+    wraps the model, and after a checkpoint is loaded into a rebuilt one."""
+    rename = original_name(model)
+    return [(rename(n), p) for n, p in model.named_parameters() if p.requires_grad]
 
 
 def grown(stored: Tensor, param: Tensor) -> Tensor:
@@ -142,17 +203,6 @@ def grown(stored: Tensor, param: Tensor) -> Tensor:
         return stored
     pad = stored.new_zeros((param.shape[0] - stored.shape[0], *stored.shape[1:]))
     return torch.cat([stored, pad])
-
-
-def check_shapes(owner: str, stored: list[Tensor], params: list[nn.Parameter]) -> None:
-    """Refuse a model whose trainable parameters changed in number or shape."""
-    have = [tuple(p.shape) for p in params]
-    want = [tuple(s.shape) for s in stored]
-    if have != want:
-        raise ValueError(
-            f"{owner}: the model's trainable parameters changed from {want} to {have}; "
-            "this regularizer needs parameters that keep their shapes (a growing head is fine)"
-        )
 
 
 def per_sample_grad_stats(

@@ -9,6 +9,7 @@ from torch import nn
 from lifelong.data.experience import Experience
 from lifelong.models.lora import LoRAModel
 from lifelong.strategies.base import Strategy
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
 
 
@@ -41,11 +42,9 @@ class Adapter(Strategy):
     uses), which `rebuild` needs to recreate the adapters before a checkpoint is loaded.
     """
 
+    ranges = {"rank": Range(ge=1), "alpha": Range(gt=0)}
+
     def __init__(self, rank: int = 8, alpha: float = 8.0, per_experience: bool = False) -> None:
-        if rank < 1:
-            raise ValueError(f"rank must be an integer >= 1, got {rank}")
-        if not alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {alpha}")
         self.rank = rank
         self.alpha = alpha
         self.per_experience = per_experience

@@ -21,6 +21,7 @@ from lifelong.strategies.gem import (
     set_flat_grad,
     trainable_params,
 )
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
 
 
@@ -42,17 +43,19 @@ class AGEM(Strategy):
       each step (256, as in the paper; smaller is cheaper and weaker).
 
     Cost: one extra forward/backward over `sample_size` memory rows per step. The projection
-    constrains the gradient, as in the paper, which assumes plain SGD: under heavy momentum
-    (0.9) the velocity keeps unprojected directions, and in the class scenario A-GEM then
-    does little better than naive; with momentum 0 it retains much more.
+    constrains the step only if the step is the gradient, as in the paper's plain SGD:
+    momentum would add the unprojected past gradients back (in the class scenario A-GEM
+    then did little better than naive), so the loop trains it with momentum 0 (a warning
+    says so) and refuses Adam (`projects_gradients`, see `lifelong.train.make_optimizer`).
     """
+
+    projects_gradients = True
 
     compile_safe = True
 
+    ranges = {"mem_size": Range(ge=1), "sample_size": Range(ge=1)}
+
     def __init__(self, mem_size: int = 500, sample_size: int = 256) -> None:
-        for key, value in (("mem_size", mem_size), ("sample_size", sample_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
         self.mem_size = mem_size
         self.sample_size = sample_size
         self.mem_x_: Tensor | None = None

@@ -8,8 +8,10 @@ learned state lives in attributes ending in `_` and round-trips through `state_d
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -17,6 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.data.experience import Experience, TensorSet
+from lifelong.models.functional import forward
+from lifelong.spec import format_value, spec_name
+from lifelong.strategies.ranges import Range, validate
 
 #: Hooks a hybrid may override at most once: two strategies that both replace the
 #: training data, the loss, the gradients or the prediction cannot be combined.
@@ -57,12 +62,34 @@ class Strategy:
       `loss`/`penalty` are tensor code `torch.compile` can trace, and one graph serves every
       step of a run (the model's structure does not change between experiences). Its
       `batch`, `grads` and `after_step` hooks still run eagerly around the compiled parts.
+    * `ranges`: the allowed values of numeric hyper-parameters, by argument name, e.g.
+      `{"lambda_": Range(ge=0)}` (a subclass inherits its bases' and adds its own); choices
+      are `Literal[...]` annotations. Every constructor checks its arguments against both
+      (`lifelong.strategies.ranges`).
     """
 
     name: ClassVar[str] = "strategy"
+    ranges: ClassVar[dict[str, Range]] = {}
     scenarios: ClassVar[tuple[str, ...]] = ("class", "domain", "task")
     sees_whole_stream: ClassVar[bool] = False
     compile_safe: ClassVar[bool] = False
+    #: `grads` projects the gradient (GEM, A-GEM): the loop steps with plain SGD
+    projects_gradients: ClassVar[bool] = False
+    #: `train_data` trains on past experiences' data (cumulative): a `Learner` keeps it
+    uses_past_data: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _checked_init(cls.__dict__["__init__"])  # type: ignore[method-assign]
+        own = cls.__dict__.get("ranges", {})
+        unknown = sorted(set(own) - set(cls.param_names()))
+        if unknown:
+            raise TypeError(f"{cls.__name__}.ranges names no constructor argument: {unknown}")
+        merged: dict[str, Range] = {}  # a subclass declares only what it adds or changes
+        for base in reversed(cls.__bases__):
+            merged.update(getattr(base, "ranges", {}))
+        cls.ranges = {**merged, **own}
 
     # -- hooks ---------------------------------------------------------------------------
     def train_data(self, experience: Experience, seen: Sequence[Experience]) -> TensorSet:
@@ -99,8 +126,6 @@ class Strategy:
 
     def predict(self, model: nn.Module, x: Tensor, t: Tensor) -> Tensor:
         """Replace inference: return predicted class ids for inputs `x` with task ids `t`."""
-        from lifelong.train import forward
-
         return forward(model, x, t).argmax(1)
 
     # -- state ---------------------------------------------------------------------------
@@ -147,6 +172,67 @@ class Strategy:
         return getattr(type(self), hook) is not getattr(Strategy, hook)
 
     def __repr__(self) -> str:
-        from lifelong.strategies.registry import canonical_spec
-
         return f"<{canonical_spec([self])}>"
+
+
+def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap constructor `init` to validate its arguments first (once: only the constructor
+    of the instance's own class checks, with that class's `ranges`)."""
+    sig = inspect.signature(init)
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    named = [n for n, p in list(sig.parameters.items())[1:] if p.kind in plain]
+
+    @functools.cache
+    def hints() -> dict[str, Any]:
+        try:
+            return typing.get_type_hints(init)
+        except NameError:
+            return {}
+
+    @functools.wraps(init)
+    def wrapper(self: Strategy, *args: Any, **kwargs: Any) -> None:
+        if type(self).__init__ is not wrapper:
+            return init(self, *args, **kwargs)
+        try:
+            bound = sig.bind(self, *args, **kwargs)
+        except TypeError:
+            return init(self, *args, **kwargs)  # let Python say what is wrong
+        given = {k: v for k, v in bound.arguments.items() if k in named}
+        bound.arguments.update(validate(self.name, given, hints(), type(self).ranges))
+        return init(*bound.args, **bound.kwargs)
+
+    return wrapper
+
+
+def canonical_spec(strategies: list[Strategy]) -> str:
+    """Names as registered, parameters sorted, only those that differ from their default."""
+    if not strategies:
+        return "naive"
+    parts = []
+    for s in strategies:
+        sig = inspect.signature(type(s).__init__)
+        diff = []
+        for arg, value in sorted(s.get_params().items(), key=lambda kv: spec_name(kv[0])):
+            default = sig.parameters[arg].default
+            if default is inspect.Parameter.empty or value != default:
+                diff.append(f"{spec_name(arg)}={format_value(value)}")
+        parts.append(f"{s.name}({','.join(diff)})" if diff else s.name)
+    return "+".join(parts)
+
+
+class Hooks:
+    """For each hook, the strategies that override it (in hybrid order)."""
+
+    def __init__(self, strategies: Sequence[Strategy]) -> None:
+        for hook in ALL_HOOKS:
+            setattr(self, hook, [s for s in strategies if s.overrides(hook)])
+
+    train_data: list[Strategy]
+    begin: list[Strategy]
+    batch: list[Strategy]
+    loss: list[Strategy]
+    penalty: list[Strategy]
+    grads: list[Strategy]
+    after_step: list[Strategy]
+    end: list[Strategy]
+    predict: list[Strategy]

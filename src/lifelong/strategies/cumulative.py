@@ -16,6 +16,8 @@ class Cumulative(Strategy):
     At experience i it trains on experiences 0..i; its cost grows with the stream.
     No hyper-parameters."""
 
+    uses_past_data = True
+
     compile_safe = True
 
     def train_data(self, experience: Experience, seen: Sequence[Experience]) -> TensorSet:

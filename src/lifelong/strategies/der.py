@@ -7,8 +7,9 @@ from torch import Tensor, nn
 
 from lifelong.models.heads import MASKED_LOGIT
 from lifelong.strategies.base import Batch
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
-from lifelong.strategies.replay import MemoryStrategy, append_rows, check_memory_params
+from lifelong.strategies.replay import MemoryStrategy, append_rows
 
 #: Label of rows that take no part in the plain cross-entropy (PyTorch's `ignore_index`):
 #: DER appends its memory rows with it, so one forward serves the stream and the memory.
@@ -50,12 +51,11 @@ class DER(MemoryStrategy):
 
     compile_safe = True
 
+    ranges = {"mem_size": Range(ge=0), "replay_batch_size": Range(ge=1), "alpha": Range(ge=0)}
+
     def __init__(
         self, mem_size: int = 500, replay_batch_size: int = 32, alpha: float = 1.0
     ) -> None:
-        check_memory_params(mem_size, replay_batch_size)
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
         self.mem_size = mem_size
         self.replay_batch_size = replay_batch_size
         self.alpha = alpha

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from lifelong.strategies.base import Batch
 from lifelong.strategies.der import DER, IGNORE
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
 from lifelong.strategies.replay import append_rows
 
@@ -34,6 +35,8 @@ class DERpp(DER):
     * `beta` (1.0): weight of the cross-entropy on the second memory batch.
     """
 
+    ranges = {"beta": Range(ge=0)}
+
     def __init__(
         self,
         mem_size: int = 500,
@@ -42,8 +45,6 @@ class DERpp(DER):
         beta: float = 1.0,
     ) -> None:
         super().__init__(mem_size, replay_batch_size, alpha)
-        if not beta >= 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
         self.beta = beta
 
     def batch(self, batch: Batch) -> Batch:

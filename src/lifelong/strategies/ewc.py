@@ -27,12 +27,13 @@ from torch import Tensor, nn
 from lifelong.data.experience import Experience, TensorSet
 from lifelong.strategies._params import (
     QuadraticRegularizer,
+    named_trainable,
     per_sample_grad_stats,
     snapshot,
     subsample,
 )
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
-from lifelong.train import trainable
 
 
 def nll(out: Tensor, y: Tensor) -> Tensor:
@@ -63,11 +64,9 @@ class EWC(QuadraticRegularizer):
     `n_experiences_` (how many penalties the sum holds).
     """
 
+    ranges = {"lambda_": Range(ge=0), "fisher_samples": Range(ge=1)}
+
     def __init__(self, lambda_: float = 50.0, fisher_samples: int = 256) -> None:
-        if not lambda_ >= 0:
-            raise ValueError(f"{self.name}: lambda must be >= 0, got {lambda_}")
-        if fisher_samples < 1:
-            raise ValueError(f"{self.name}: fisher_samples must be >= 1, got {fisher_samples}")
         self.lambda_ = lambda_
         self.fisher_samples = fisher_samples
         self.importance_: list[Tensor] | None = None
@@ -85,10 +84,14 @@ class EWC(QuadraticRegularizer):
         return [s / max(len(data), 1) for s in stats]
 
     def end(self, model: nn.Module, experience: Experience) -> None:
-        params = trainable(model)
-        self.match_params(params)
+        named = named_trainable(model)
+        n = self.align(named)
         fisher = self.fisher(model, subsample(experience.train, self.fisher_samples))
-        self.consolidate(fisher, snapshot(params))
+        theta = snapshot([p for _, p in named])
+        if self.importance_ is not None and self.anchor_ is not None:  # frozen now: no change
+            fisher += [torch.zeros_like(a) for a in self.importance_[n:]]
+            theta += self.anchor_[n:]
+        self.consolidate(fisher, theta)
         self.n_experiences_ += 1
         self.invalidate()
 

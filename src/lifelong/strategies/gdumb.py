@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from lifelong.data.experience import Experience, TensorSet
 from lifelong.memory import ClassBalancedBuffer
 from lifelong.strategies.base import Strategy
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
 
 
@@ -37,11 +38,9 @@ class GDumb(Strategy):
 
     compile_safe = True
 
+    ranges = {"mem_size": Range(ge=0), "passes": Range(ge=1)}
+
     def __init__(self, mem_size: int = 500, passes: int = 1) -> None:
-        if mem_size < 0:
-            raise ValueError(f"mem_size must be >= 0, got {mem_size}")
-        if passes < 1:
-            raise ValueError(f"passes must be >= 1, got {passes}")
         self.mem_size = mem_size
         self.passes = passes
         self.buffer_ = ClassBalancedBuffer(mem_size)

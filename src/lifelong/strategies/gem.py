@@ -1,7 +1,8 @@
 """GEM: Gradient Episodic Memory (Lopez-Paz & Ranzato 2017, "Gradient Episodic Memory for
 Continual Learning").
 
-Each past experience keeps a small episodic memory. After every backward pass the gradient
+Each past experience keeps an equal share of an episodic memory of `mem_size` samples in
+all. After every backward pass the gradient
 `g` of the current loss is compared with the gradient `g_k` of the loss on each past
 memory; when some `<g, g_k> < 0` (the step would increase a past loss), `g` is replaced by
 the closest vector that violates no constraint. That projection is a quadratic programme
@@ -18,7 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong.data.experience import Experience
+from lifelong.models.functional import forward
 from lifelong.strategies.base import Strategy
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
 
 
@@ -129,8 +132,6 @@ def loss_grad(
 ) -> Tensor:
     """Flat gradient of the cross-entropy on `(x, y, t)`, written into `out` when given
     (leaves `.grad` untouched)."""
-    from lifelong.train import forward
-
     loss = F.cross_entropy(forward(model, x, t), y)
     grads = torch.autograd.grad(loss, list(params), allow_unused=True)
     parts = [
@@ -158,9 +159,10 @@ def balanced_rows(y: Tensor, k: int) -> Tensor:
 class GEM(Strategy):
     """Gradient Episodic Memory (Lopez-Paz & Ranzato 2017).
 
-    * `patterns_per_experience`: samples kept from each experience (chosen at random at
-      its end, balanced over its classes); every past experience is one constraint on each
-      update.
+    * `mem_size` (500): samples stored in total, shared equally by the experiences seen
+      so far (each keeps a random subset of its training data, balanced over its classes,
+      chosen at its end; older memories shrink by keeping a prefix, which stays balanced).
+      Every past experience with a non-empty memory is one constraint on each update.
     * `margin`: the paper's memory strength gamma, the lower bound of the dual variables:
       0 is the plain projection, larger values favour improving past losses.
 
@@ -168,18 +170,12 @@ class GEM(Strategy):
     QP has one variable per past experience and is solved exactly on the device.
     """
 
-    def __init__(self, patterns_per_experience: int = 48, margin: float = 0.5) -> None:
-        if (
-            isinstance(patterns_per_experience, bool)
-            or not isinstance(patterns_per_experience, int)
-            or patterns_per_experience < 1
-        ):
-            raise ValueError(
-                f"patterns_per_experience must be an integer >= 1, got {patterns_per_experience!r}"
-            )
-        if not margin >= 0:
-            raise ValueError(f"margin must be >= 0, got {margin!r}")
-        self.patterns_per_experience = patterns_per_experience
+    projects_gradients = True
+
+    ranges = {"mem_size": Range(ge=1), "margin": Range(ge=0)}
+
+    def __init__(self, mem_size: int = 500, margin: float = 0.5) -> None:
+        self.mem_size = mem_size
         self.margin = margin
         self.mem_x_: list[Tensor] = []
         self.mem_y_: list[Tensor] = []
@@ -187,12 +183,13 @@ class GEM(Strategy):
         self.n_projections_ = 0
 
     def grads(self, model: nn.Module) -> None:
-        if not self.mem_x_:
+        mems = [m for m in zip(self.mem_x_, self.mem_y_, self.mem_t_) if len(m[1])]
+        if not mems:
             return
         params = trainable_params(model)
         g = flat_grad(params)
-        G = g.new_empty(len(self.mem_x_), g.numel())
-        for k, (x, y, t) in enumerate(zip(self.mem_x_, self.mem_y_, self.mem_t_)):
+        G = g.new_empty(len(mems), g.numel())
+        for k, (x, y, t) in enumerate(mems):
             loss_grad(model, params, x, y, t, out=G[k])
         dots = G @ g
         if bool((dots < 0).any()):
@@ -200,8 +197,13 @@ class GEM(Strategy):
             self.n_projections_ += 1
 
     def end(self, model: nn.Module, experience: Experience) -> None:
+        k = len(self.mem_x_) + 1  # experiences sharing the memory, this one included
+        quota = [len(range(i, self.mem_size, k)) for i in range(k)]  # sums to mem_size
+        for i, q in enumerate(quota[:-1]):
+            self.mem_x_[i], self.mem_y_[i] = self.mem_x_[i][:q], self.mem_y_[i][:q]
+            self.mem_t_[i] = self.mem_t_[i][:q]
         data = experience.train
-        idx = balanced_rows(data.y, self.patterns_per_experience)
+        idx = balanced_rows(data.y, quota[-1])
         self.mem_x_.append(data.x[idx])
         self.mem_y_.append(data.y[idx])
         self.mem_t_.append(data.t[idx])

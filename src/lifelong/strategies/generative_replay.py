@@ -10,9 +10,11 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.data.experience import Experience
+from lifelong.models.functional import forward
 from lifelong.models.heads import MASKED_LOGIT
 from lifelong.models.vae import VAE
 from lifelong.strategies.base import Batch, Strategy
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
 
 
@@ -48,6 +50,13 @@ class GenerativeReplay(Strategy):
 
     scenarios = ("class", "domain")
 
+    ranges = {
+        "latent_size": Range(ge=1),
+        "hidden": Range(ge=1),
+        "vae_steps": Range(ge=0),
+        "vae_lr": Range(gt=0),
+    }
+
     def __init__(
         self,
         latent_size: int = 8,
@@ -56,15 +65,6 @@ class GenerativeReplay(Strategy):
         vae_lr: float = 0.001,
         replay: Literal["seen", "equal"] = "seen",
     ) -> None:
-        for key, value in (("latent_size", latent_size), ("hidden", hidden)):
-            if value < 1:
-                raise ValueError(f"{key} must be an integer >= 1, got {value}")
-        if vae_steps < 0:
-            raise ValueError(f"vae_steps must be >= 0, got {vae_steps}")
-        if not vae_lr > 0:
-            raise ValueError(f"vae_lr must be > 0, got {vae_lr}")
-        if replay not in ("seen", "equal"):
-            raise ValueError(f"replay must be 'seen' or 'equal', got {replay!r}")
         self.latent_size = latent_size
         self.hidden = hidden
         self.vae_steps = vae_steps
@@ -94,8 +94,6 @@ class GenerativeReplay(Strategy):
     @torch.no_grad()
     def _generate(self, n: int, like: Batch) -> tuple[Tensor, Tensor]:
         """`n` generated inputs and the teacher's labels for them (seen classes only)."""
-        from lifelong.train import forward
-
         assert self._old_vae is not None and self._teacher is not None
         x = self._old_vae.sample(n).to(like.x.dtype)
         logits = forward(self._teacher, x, like.t.new_zeros(n))

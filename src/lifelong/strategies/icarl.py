@@ -25,6 +25,7 @@ from torch.func import functional_call
 from lifelong.data.experience import Experience
 from lifelong.memory.herding import herding_select
 from lifelong.strategies.base import Batch, Strategy
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
 
 
@@ -54,11 +55,9 @@ class ICaRL(Strategy):
 
     scenarios = ("class",)
 
+    ranges = {"mem_size": Range(ge=1), "replay_ratio": Range(ge=0)}
+
     def __init__(self, mem_size: int = 500, replay_ratio: float = 1.0) -> None:
-        if isinstance(mem_size, bool) or not isinstance(mem_size, int) or mem_size < 1:
-            raise ValueError(f"mem_size must be an integer >= 1, got {mem_size!r}")
-        if not replay_ratio >= 0:
-            raise ValueError(f"replay_ratio must be >= 0, got {replay_ratio!r}")
         self.mem_size = mem_size
         self.replay_ratio = replay_ratio
         self.classes_: list[int] = []

@@ -18,6 +18,8 @@ class Joint(Strategy):
     metrics stay defined (forgetting 0). Not a continual method: it sees the future.
     No hyper-parameters."""
 
+    uses_past_data = True
+
     sees_whole_stream = True
     compile_safe = True
 

@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong.data.experience import Experience
+from lifelong.models.functional import forward
 from lifelong.models.heads import MultiHead
 from lifelong.strategies.base import Batch, Strategy
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
-from lifelong.train import forward
 
 
 def distillation(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
@@ -70,11 +71,9 @@ class LwF(Strategy):
 
     compile_safe = True
 
+    ranges = {"alpha": Range(ge=0), "temperature": Range(gt=0)}
+
     def __init__(self, alpha: float = 0.3, temperature: float = 2.0) -> None:
-        if not alpha >= 0:
-            raise ValueError(f"lwf: alpha must be >= 0, got {alpha}")
-        if not temperature > 0:
-            raise ValueError(f"lwf: temperature must be > 0, got {temperature}")
         self.alpha = alpha
         self.temperature = temperature
         self.teacher_: dict[str, Tensor] | None = None

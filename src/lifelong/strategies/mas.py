@@ -20,12 +20,13 @@ from lifelong.data.experience import Experience, TensorSet
 from lifelong.models.heads import MASKED_LOGIT
 from lifelong.strategies._params import (
     QuadraticRegularizer,
+    named_trainable,
     per_sample_grad_stats,
     snapshot,
     subsample,
 )
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
-from lifelong.train import trainable
 
 
 def squared_norm(out: Tensor, y: Tensor) -> Tensor:
@@ -51,11 +52,9 @@ class MAS(QuadraticRegularizer):
     Learned state: `importance_` (Omega, summed over experiences) and `anchor_`.
     """
 
+    ranges = {"lambda_": Range(ge=0), "samples": Range(ge=1)}
+
     def __init__(self, lambda_: float = 0.01, samples: int = 256) -> None:
-        if not lambda_ >= 0:
-            raise ValueError(f"mas: lambda must be >= 0, got {lambda_}")
-        if samples < 1:
-            raise ValueError(f"mas: samples must be >= 1, got {samples}")
         self.lambda_ = lambda_
         self.samples = samples
         self.importance_: list[Tensor] | None = None
@@ -71,11 +70,14 @@ class MAS(QuadraticRegularizer):
         return [s / max(len(data), 1) for s in stats]
 
     def end(self, model: nn.Module, experience: Experience) -> None:
-        self.match_params(trainable(model))
+        named = named_trainable(model)
+        n = self.align(named)  # parameters not trained now keep what they have
         omega = self.importance(model, subsample(experience.train, self.samples))
-        if self.importance_ is None:
-            self.importance_ = omega
+        if self.importance_ is None or self.anchor_ is None:
+            self.importance_, kept = omega, []
         else:
-            self.importance_ = [a + o for a, o in zip(self.importance_, omega)]
-        self.anchor_ = snapshot(trainable(model))
+            old = self.importance_
+            self.importance_ = [a + o for a, o in zip(old[:n], omega)] + old[n:]
+            kept = self.anchor_[n:]
+        self.anchor_ = snapshot([p for _, p in named]) + kept
         self.invalidate()

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from lifelong.strategies.ewc import EWC
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
 
 
@@ -36,12 +37,12 @@ class OnlineEWC(EWC):
     Learned state: `importance_` (the running Fisher), `anchor_` (the latest parameters).
     """
 
+    ranges = {"gamma": Range(ge=0, le=1)}
+
     def __init__(
         self, lambda_: float = 50.0, gamma: float = 1.0, fisher_samples: int = 256
     ) -> None:
         super().__init__(lambda_=lambda_, fisher_samples=fisher_samples)
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"online-ewc: gamma must be in [0, 1], got {gamma}")
         self.gamma = gamma
 
     @torch.no_grad()

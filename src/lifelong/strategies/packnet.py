@@ -13,6 +13,7 @@ from torch.func import functional_call
 from lifelong.data.experience import Experience
 from lifelong.models.heads import MultiHead
 from lifelong.strategies.base import Strategy
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
 
 #: Owner value of a weight no task has claimed yet (it is zero outside training).
@@ -54,15 +55,15 @@ class PackNet(Strategy):
 
     scenarios = ("task",)
 
+    ranges = {
+        "prune_ratio": Range(gt=0, lt=1),
+        "post_prune_epochs": Range(ge=0),
+        "post_prune_lr": Range(gt=0),
+    }
+
     def __init__(
         self, prune_ratio: float = 0.75, post_prune_epochs: int = 1, post_prune_lr: float = 0.01
     ) -> None:
-        if not 0.0 < prune_ratio < 1.0:
-            raise ValueError(f"prune_ratio must be in (0, 1), got {prune_ratio}")
-        if post_prune_epochs < 0:
-            raise ValueError(f"post_prune_epochs must be >= 0, got {post_prune_epochs}")
-        if not post_prune_lr > 0:
-            raise ValueError(f"post_prune_lr must be > 0, got {post_prune_lr}")
         self.prune_ratio = prune_ratio
         self.post_prune_epochs = post_prune_epochs
         self.post_prune_lr = post_prune_lr

@@ -8,17 +8,11 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.data.experience import Experience
-from lifelong.memory import POLICIES, Buffer, HerdingBuffer, Rows, make_buffer
+from lifelong.memory import Buffer, HerdingBuffer, Rows, make_buffer
+from lifelong.models.functional import forward
 from lifelong.strategies.base import Batch, Strategy
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
-
-
-def check_memory_params(mem_size: int, replay_batch_size: int) -> None:
-    """Refuse a negative memory or a replay batch < 1 (shared by the replay family)."""
-    if mem_size < 0:
-        raise ValueError(f"mem_size must be >= 0 (0 means no memory), got {mem_size}")
-    if replay_batch_size < 1:
-        raise ValueError(f"replay_batch_size must be >= 1, got {replay_batch_size}")
 
 
 def append_rows(batch: Batch, rows: Rows, y: Tensor | None = None) -> Batch:
@@ -37,8 +31,6 @@ def append_rows(batch: Batch, rows: Rows, y: Tensor | None = None) -> Batch:
 def model_features(model: nn.Module, x: Tensor, t: Tensor, chunk: int = 1024) -> Tensor:
     """Features of `x` for herding: `model.backbone(x)` when the model has a backbone,
     else the model's outputs; computed in eval mode, `chunk` rows at a time."""
-    from lifelong.train import forward
-
     backbone = getattr(model, "backbone", None)
     was_training = model.training
     model.eval()
@@ -99,6 +91,7 @@ class Replay(MemoryStrategy):
     """
 
     compile_safe = True
+    ranges = {"mem_size": Range(ge=0), "replay_batch_size": Range(ge=1)}
 
     def __init__(
         self,
@@ -106,9 +99,6 @@ class Replay(MemoryStrategy):
         replay_batch_size: int = 32,
         policy: Literal["reservoir", "class_balanced", "herding"] = "reservoir",
     ) -> None:
-        check_memory_params(mem_size, replay_batch_size)
-        if policy not in POLICIES:
-            raise ValueError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
         self.mem_size = mem_size
         self.replay_batch_size = replay_batch_size
         self.policy = policy

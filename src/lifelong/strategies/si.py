@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.data.experience import Experience
-from lifelong.strategies._params import QuadraticRegularizer, snapshot
+from lifelong.strategies._params import QuadraticRegularizer, named_trainable, snapshot
+from lifelong.strategies.base import Batch
+from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
-from lifelong.train import trainable
 
 
 @register("si")
@@ -45,12 +46,12 @@ class SI(QuadraticRegularizer):
     """
 
     keeps_penalty_grad = True
+    _names: list[str] | None = None  # the parameters the path integral follows (by name)
+    _params: list[nn.Parameter] = []
+
+    ranges = {"lambda_": Range(ge=0), "xi": Range(gt=0)}
 
     def __init__(self, lambda_: float = 10.0, xi: float = 0.1) -> None:
-        if not lambda_ >= 0:
-            raise ValueError(f"si: lambda must be >= 0, got {lambda_}")
-        if not xi > 0:
-            raise ValueError(f"si: xi must be > 0, got {xi}")
         self.lambda_ = lambda_
         self.xi = xi
         self.importance_: list[Tensor] | None = None
@@ -64,14 +65,27 @@ class SI(QuadraticRegularizer):
         return self.lambda_
 
     def begin(self, model: nn.Module, experience: Experience) -> nn.Module:
-        params = trainable(model)
-        self._start, self._prev = snapshot(params), snapshot(params)
-        self._path = [torch.zeros_like(p) for p in params]
+        self._names = None  # the path integral starts at the experience's first step
         return model
+
+    def penalty(self, model: nn.Module, batch: Batch, out: Tensor) -> Tensor:
+        if self._names is None:
+            self._track(model)
+        return super().penalty(model, batch, out)
+
+    @torch.compiler.disable
+    def _track(self, model: nn.Module) -> None:
+        """Start the path integral of the parameters trained now. Done at the first step,
+        not in `begin`, so that a strategy whose `begin` runs later and changes the model
+        (adapters) is seen whatever the hybrid's order."""
+        named = named_trainable(model)
+        self._names, self._params = [n for n, _ in named], [p for _, p in named]
+        self._start, self._prev = snapshot(self._params), snapshot(self._params)
+        self._path = [torch.zeros_like(p) for p in self._start]
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
-        params = trainable(model)
+        params = self._params
         stepped = [i for i, p in enumerate(params) if p.grad is not None]
         cur: list[Tensor] = [params[i] for i in stepped]
         prev = [self._prev[i] for i in stepped]
@@ -80,24 +94,33 @@ class SI(QuadraticRegularizer):
         grads = [p.grad for p in cur if p.grad is not None]
         torch._foreach_addcmul_(path, grads, prev)  # w += -g * delta
         if self._penalty_grad:  # count the task loss's gradient only, not SI's own penalty
-            torch._foreach_addcmul_(
-                path, [self._penalty_grad[i] for i in stepped], prev, value=-1.0
-            )
+            at = {i: k for k, i in enumerate(stepped)}  # the penalty's `_used` -> `stepped`
+            held = [(at[i], g) for i, g in zip(self._used, self._penalty_grad) if i in at]
+            if held:
+                torch._foreach_addcmul_(
+                    [path[k] for k, _ in held],
+                    [g for _, g in held],
+                    [prev[k] for k, _ in held],
+                    value=-1.0,
+                )
             self._penalty_grad = []
         torch._foreach_copy_(prev, cur)
 
     @torch.no_grad()
     def end(self, model: nn.Module, experience: Experience) -> None:
-        params = trainable(model)
-        self.match_params(params)
-        theta = snapshot(params)
+        if self._names is None:  # no step this experience: nothing moved
+            self._track(model)
+        n = self.align(list(zip(self._names or [], self._params)))
+        theta = snapshot(self._params)
         omega = [
             (w / ((t - s).square() + self.xi)).clamp_min(0)
             for w, t, s in zip(self._path, theta, self._start)
         ]
-        if self.importance_ is None:
-            self.importance_ = omega
-        else:
-            self.importance_ = [a + o for a, o in zip(self.importance_, omega)]
-        self.anchor_ = theta
+        if self.importance_ is None or self.anchor_ is None:
+            self.importance_, kept = omega, []
+        else:  # parameters not trained now keep what they have
+            old = self.importance_
+            self.importance_ = [a + o for a, o in zip(old[:n], omega)] + old[n:]
+            kept = self.anchor_[n:]
+        self.anchor_ = theta + kept
         self.invalidate()

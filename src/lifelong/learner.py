@@ -1,0 +1,614 @@
+"""`Learner`: a model and its continual-learning state, learning from each new batch.
+
+    learner = Learner("mlp", "replay(mem_size=200)", config=TrainConfig(epochs=2))
+    learner.learn(x_day1, y_day1)        # one experience of data arriving now
+    learner.learn(x_day2, y_day2)        # new classes are welcome: the head grows
+    learner.predict(x_new)
+    learner.save("models/today")         # one folder: tensors + JSON, no pickles
+    Learner.load("models/today").learn(x_day3, y_day3)   # continues bit for bit
+
+`fit_stream(stream)` is the one stream loop of the library (train each experience, fill
+the accuracy matrix); `lifelong.run`, tuning and the benchmarks call it. The learner owns
+its random state: the global torch generator is set to the learner's state while it trains
+and put back afterwards, so what else the process does never changes what it learns.
+What a saved learner holds is described in docs/architecture.md and `lifelong.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lifelong import metrics
+from lifelong.checkpoint import (
+    model_payload,
+    past_data,
+    read_learner,
+    restore_model,
+    skeleton_stream,
+    stream_meta,
+    write_learner,
+)
+from lifelong.config import TrainConfig
+from lifelong.data.experience import Experience, Stream, TensorSet
+from lifelong.inputs import LabelMap, to_tensorset
+from lifelong.models import build_model, parse_model_spec
+from lifelong.models.functional import forward
+from lifelong.models.heads import grow_outputs
+from lifelong.strategies.base import Strategy, canonical_spec
+from lifelong.strategies.registry import build_strategies
+from lifelong.train import Evaluator, make_optimizer, predict, train_experience
+
+ModelArg = nn.Module | str | Callable[..., nn.Module]
+OnExperience = Callable[["Learner", "Result"], None]
+
+
+@dataclass
+class Result:
+    """Where a pass over a stream stands: the next experience to train, the accuracy rows
+    so far (`matrix[i][j]`: accuracy on experience j after training on i), the untrained
+    model's row (`baseline`) and the seconds spent so far. Metrics are computed from them."""
+
+    next_experience: int = 0
+    matrix: list[list[float]] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    def metrics(self) -> dict[str, float | None]:
+        """Final average accuracy, average forgetting, backward and forward transfer."""
+        m = self.matrix
+        return {
+            "final_average_accuracy": metrics.final_average_accuracy(m),
+            "average_forgetting": metrics.average_forgetting(m),
+            "backward_transfer": metrics.backward_transfer(m),
+            "forward_transfer": metrics.forward_transfer(m, self.baseline),
+        }
+
+
+@dataclass(frozen=True)
+class LearnSummary:
+    """What one `learn` call did."""
+
+    experience: int
+    samples: int
+    seconds: float
+    classes: tuple[int, ...]
+    new_classes: tuple[int, ...]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available) -> a `torch.device`."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto")
+    return torch.device(device)
+
+
+class Learner:
+    """A model plus its continual-learning state (strategies, optimizer, random state,
+    the classes and tasks seen), learning one experience at a time.
+
+    `model`: an `nn.Module`, a model spec (`"mlp"`, `"mlp(hidden=(256,))"`,
+    `"pkg.mod:factory(width=64)"`) or a factory; a spec is built when the first data
+    arrives (its input shape and classes decide the size). `strategy`: a spec
+    (`"ewc(lambda=100)"`, `"replay+lwf"`), a `Strategy` or a list of them (a hybrid).
+    `scenario`: "class", "domain" or "task" (task ids at training and prediction time).
+    `head`: "fixed" (sized for the classes known when built, grown when new ones arrive)
+    or "grow" (a classifier that grows from the start).
+    """
+
+    def __init__(
+        self,
+        model: ModelArg,
+        strategy: str | Strategy | list[Strategy] = "naive",
+        *,
+        config: TrainConfig | None = None,
+        scenario: str = "class",
+        head: str = "fixed",
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> None:
+        if scenario not in ("class", "domain", "task"):
+            raise ValueError(f"unknown scenario {scenario!r}; expected class, domain or task")
+        if head not in ("fixed", "grow"):
+            raise ValueError(f"unknown head {head!r}; expected 'fixed' or 'grow'")
+        self.config = config if config is not None else TrainConfig()
+        self.strategies = build_strategies(strategy)
+        for s in self.strategies:
+            if scenario not in s.scenarios:
+                raise ValueError(
+                    f"strategy {s.name!r} serves the {', '.join(s.scenarios)} scenario(s), "
+                    f"not {scenario!r}"
+                )
+        self.scenario, self.head, self.seed = scenario, head, int(seed)
+        self.device = resolve_device(device)
+        self.model_spec = model if isinstance(model, str) else None
+        self._factory = None if isinstance(model, nn.Module) else model
+        self.model: nn.Module | None = model.to(self.device) if isinstance(model, nn.Module) else None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self._rng: Tensor | None = None  # the learner's global-generator state between calls
+        self._cuda_rng: Tensor | None = None
+        self.labels = LabelMap()
+        self.seen: list[Experience] = []  # data kept only for strategies that need it
+        self.input_shape: tuple[int, ...] | None = None
+        self.dtype: torch.dtype = torch.get_default_dtype()
+        self.info: dict[str, Any] = {}
+        self.built_for: dict[str, int] = {}  # n_classes / n_tasks the model was built with
+        self.n_classes, self.n_tasks = 0, 0
+        self.name = "learner"
+        self.extra_config: dict[str, Any] = {}
+
+    # -- what it knows -------------------------------------------------------------------
+    @property
+    def tasks(self) -> dict[int, tuple[int, ...]]:
+        """Task id -> the classes learned in it."""
+        out: dict[int, set[int]] = {}
+        for e in self.seen:
+            out.setdefault(e.task, set()).update(e.classes)
+        return {t: tuple(sorted(cs)) for t, cs in sorted(out.items())}
+
+    @property
+    def classes(self) -> tuple[int, ...]:
+        """The class ids learned so far (names: `class_names` / `class_name(id)`)."""
+        return tuple(sorted({c for e in self.seen for c in e.classes}))
+
+    @property
+    def class_names(self) -> list[str] | dict[int, str] | None:
+        """Names of the class ids: string labels given to `learn`, or the stream's names."""
+        if self.labels.kind == "str":
+            return list(self.labels.names)
+        names = self.info.get("class_names")
+        if isinstance(names, dict) and all(str(k).lstrip("-").isdigit() for k in names):
+            return {int(k): str(v) for k, v in names.items()}
+        if isinstance(names, (list, tuple)):
+            return [str(v) for v in names]
+        return None
+
+    def class_name(self, c: int) -> str | None:
+        """The name of class id `c`, or None when it has none."""
+        names = self.class_names
+        if isinstance(names, dict):
+            return names.get(c)
+        if isinstance(names, list) and 0 <= c < len(names):
+            return names[c]
+        return None
+
+    @property
+    def spec(self) -> str:
+        """The canonical strategy spec of this learner's hybrid."""
+        return canonical_spec(self.strategies)
+
+    # -- learning --------------------------------------------------------------------------
+    def learn(self, x: Any, y: Any = None, *, task: Any = None) -> LearnSummary:
+        """Train on one new experience: `x`, `y` as tensors or arrays (or a `TensorSet`,
+        a torch `Dataset` of (x, y[, task]) items, an `Experience`). New classes (and new
+        task ids in the task scenario) are welcome. Bad input is refused with a
+        `ValueError` before anything changes."""
+        t0 = time.perf_counter()
+        data, kind, names = to_tensorset(
+            x, y, task, scenario=self.scenario, input_shape=self.input_shape, labels=self.labels
+        )
+        tasks = data.t.unique().tolist()
+        if len(tasks) > 1:
+            raise ValueError(f"one learn() call trains one task; got task ids {tasks}")
+        classes = tuple(int(c) for c in data.y.unique().tolist())
+        self._check_width(data, classes)
+        self.labels.add(kind, names)
+        before = set(self.classes)
+        exp = Experience(len(self.seen), data, data[:0], classes, int(tasks[0]))
+        with self._own_rng():
+            self._ensure_model(exp)
+            exp = exp.to(self.device)
+            self._train(exp, [*self.seen, exp])
+        self._remember(exp)
+        return LearnSummary(
+            exp.index, len(data), time.perf_counter() - t0, self.classes,
+            tuple(c for c in classes if c not in before),
+        )
+
+    def fit_stream(
+        self,
+        stream: Stream,
+        on_experience: OnExperience | None = None,
+        *,
+        result: Result | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Result:
+        """Train on each experience of `stream` in turn, evaluating on every experience's
+        test set after each (the accuracy matrix). `on_experience(learner, result)` runs
+        after each experience (a checkpoint); `result` continues an interrupted pass."""
+        if stream.scenario != self.scenario:
+            raise ValueError(
+                f"the stream is {stream.scenario!r} but the learner is {self.scenario!r}"
+            )
+        for s in self.strategies:
+            if stream.scenario not in s.scenarios:
+                raise ValueError(
+                    f"strategy {s.name!r} serves the {', '.join(s.scenarios)} scenario(s), "
+                    f"not {stream.scenario!r}"
+                )
+        st = result if result is not None else Result()
+        wall0 = time.perf_counter() - st.wall_seconds
+        stream = stream.to(self.device)
+        if self.model is None or not self.seen:
+            self.info = _json_info(stream.info)
+            self.name = stream.name
+        with self._own_rng():
+            self._ensure_model(stream, stream=True)
+        evaluator = Evaluator(stream, self.config.eval_batch_size)
+        if not st.baseline:
+            t0 = time.perf_counter()
+            st.baseline = evaluator.row(self._model(), self.strategies)
+            st.eval_seconds += time.perf_counter() - t0
+        offset = len(self.seen) - st.next_experience
+        exps = [e if not offset else replace(e, index=e.index + offset) for e in stream]
+        whole = any(s.sees_whole_stream for s in self.strategies)
+        T = len(exps)
+        for i in range(st.next_experience, T):
+            past = self.seen[: offset] if offset else []
+            seen = [*past, *(exps if whole else exps[: i + 1])]
+
+            def on_epoch(e: int, n: int, i: int = i) -> None:
+                if progress:
+                    progress(f"experience {i + 1}/{T} epoch {e}/{n}")
+
+            t0 = time.perf_counter()
+            with self._own_rng():
+                self._train(exps[i], seen, on_epoch)
+            _sync(self.device)
+            st.train_seconds += time.perf_counter() - t0
+            self._remember(exps[i])
+            t0 = time.perf_counter()
+            st.matrix.append(evaluator.row(self._model(), self.strategies))
+            st.eval_seconds += time.perf_counter() - t0
+            st.next_experience, st.wall_seconds = i + 1, time.perf_counter() - wall0
+            if on_experience is not None:
+                on_experience(self, st)
+        return st
+
+    def _train(
+        self,
+        exp: Experience,
+        seen: Sequence[Experience],
+        on_epoch: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.model, self.optimizer = train_experience(
+            self._model(), self.strategies, exp, seen, self.optimizer, self.config,
+            self.generator, on_epoch,
+        )
+
+    def _remember(self, exp: Experience) -> None:
+        """Keep what later experiences need of `exp`: its classes and task, and its data
+        only when a strategy trains on past data (cumulative)."""
+        if not any(getattr(s, "uses_past_data", False) for s in self.strategies):
+            empty = exp.train[:0]
+            exp = Experience(exp.index, empty, empty, exp.classes, exp.task)
+        self.seen.append(exp)
+
+    # -- the model ---------------------------------------------------------------------------
+    def _model(self) -> nn.Module:
+        if self.model is None:
+            raise ValueError("this learner has not learned anything yet: call learn() first")
+        return self.model
+
+    def _ensure_model(self, data: Experience | Stream, stream: bool = False) -> None:
+        """Build the model from its spec on the first data, and grow its head for new
+        classes and tasks (in the learner's random state)."""
+        if isinstance(data, Stream):
+            shape, n_cls, n_tasks = tuple(data.input_shape), data.n_classes, data.n_tasks
+            dtype = data.experiences[0].train.x.dtype
+            skeleton = data
+        else:
+            shape, dtype = tuple(data.train.x.shape[1:]), data.train.x.dtype
+            n_cls, n_tasks = max(data.classes) + 1, data.task + 1
+            skeleton = skeleton_stream(
+                {"name": self.name, "scenario": self.scenario, "n_classes": n_cls,
+                 "n_tasks": n_tasks, "input_shape": list(shape),
+                 "dtype": str(dtype).removeprefix("torch."), "experiences": [], "info": {}}
+            )
+        if self.input_shape is None:
+            self.input_shape, self.dtype = shape, dtype
+        if self.model is None:
+            self.model = self._build(skeleton).to(self.device)
+            self.built_for = {"n_classes": n_cls, "n_tasks": n_tasks}
+        elif grow_outputs(self.model, n_cls, n_tasks):
+            self.model.to(self.device)
+        self.n_classes = max(self.n_classes, n_cls)
+        self.n_tasks = max(self.n_tasks, n_tasks)
+
+    def _build(self, skeleton: Stream) -> nn.Module:
+        factory = self._factory
+        if isinstance(factory, str):
+            name, params = parse_model_spec(factory)
+            return build_model(name, skeleton, head=self.head, **params)
+        assert factory is not None
+        return build_model(factory, skeleton, head=self.head)
+
+    @torch.no_grad()
+    def _check_width(self, data: TensorSet, classes: tuple[int, ...]) -> None:
+        """Refuse labels that a model whose head cannot grow does not score."""
+        model = self.model
+        if model is None or getattr(model, "head", None) is not None or hasattr(model, "n_tasks"):
+            return  # built later, or a head that `grow_outputs` widens
+        was = model.training
+        model.eval()
+        width = forward(model, data.x[:1].to(self.device), data.t[:1].to(self.device)).shape[1]
+        model.train(was)
+        if max(classes) >= width:
+            raise ValueError(
+                f"label {max(classes)} is outside the model's {width} outputs; give the model "
+                "a `head` attribute (an nn.Linear) so that it can grow, or more outputs"
+            )
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Run with the global torch generators set to this learner's state (seeded with
+        `seed` at first), then store that state and put the caller's back."""
+        cuda = self.device.type == "cuda"
+        devices = [self.device] if cuda else []
+        with torch.random.fork_rng(devices=devices):
+            if self._rng is None:
+                torch.manual_seed(self.seed)
+            else:
+                torch.set_rng_state(self._rng)
+                if cuda and self._cuda_rng is not None:
+                    torch.cuda.set_rng_state(self._cuda_rng, self.device)
+            try:
+                yield
+            finally:
+                self._rng = torch.get_rng_state()
+                if cuda:
+                    self._cuda_rng = torch.cuda.get_rng_state(self.device)
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _inputs(self, x: Any) -> Tensor:
+        if self.input_shape is None:
+            raise ValueError("this learner has not learned anything yet: call learn() first")
+        if not isinstance(x, Tensor):
+            arr = np.asarray(x)
+            if arr.dtype.kind not in "fiu":
+                raise ValueError(f"inputs must be numbers, got an array of dtype {arr.dtype}")
+            x = torch.from_numpy(np.ascontiguousarray(arr))
+        if x.dtype == torch.bool or x.is_complex():
+            raise ValueError(f"inputs must be real numbers, got dtype {x.dtype}")
+        if x.dim() != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            shape = ", ".join(["N", *map(str, self.input_shape)])
+            raise ValueError(
+                f"inputs must have shape ({shape}) like the training features, "
+                f"got {tuple(x.shape)}"
+            )
+        return x.to(self.device, self.dtype)
+
+    def _tasks(self, task: Any, n: int) -> Tensor:
+        from lifelong.inputs import task_ids
+
+        if self.scenario == "task" and task is None:
+            known = ", ".join(map(str, self.tasks))
+            raise ValueError(
+                "this model was trained in the 'task' scenario: pass task=<id> (an int, or "
+                f"one id per sample); known tasks: {known}"
+            )
+        if self.scenario != "task" and task is not None:
+            raise ValueError(
+                f"this model was trained in the {self.scenario!r} scenario: it takes no "
+                f"task id (got task={task!r})"
+            )
+        t = task_ids(task, n, self.scenario)
+        unknown = sorted(set(t.unique().tolist()) - set(self.tasks)) if self.scenario == "task" else []
+        if unknown:
+            known = ", ".join(map(str, self.tasks))
+            raise ValueError(f"unknown task id(s) {unknown}; the model knows tasks {known}")
+        return t.to(self.device)
+
+    @torch.no_grad()
+    def predict(self, x: Any, task: Any = None, batch_size: int = 1024) -> Tensor:
+        """Predicted class ids (a CPU LongTensor) for inputs of shape `(N, *input_shape)`;
+        `task` (an int or one id per sample) in the task scenario only."""
+        xs = self._inputs(x)
+        return predict(self._model(), self.strategies, xs, self._tasks(task, len(xs)),
+                       batch_size).cpu()
+
+    @torch.no_grad()
+    def predict_proba(self, x: Any, task: Any = None, batch_size: int = 1024) -> Tensor:
+        """Class probabilities `(N, n_outputs)`: column `c` is class id `c`. Refused when a
+        strategy replaces prediction (e.g. iCaRL's nearest-mean classifier)."""
+        owners = [s.name for s in self.strategies if s.overrides("predict")]
+        if owners:
+            raise ValueError(
+                f"strategy {owners[0]!r} replaces prediction, so the model's outputs are not "
+                "its class probabilities; use predict()"
+            )
+        model, xs = self._model(), self._inputs(x)
+        ts = self._tasks(task, len(xs))
+        was = model.training
+        model.eval()
+        parts = [
+            torch.softmax(forward(model, xs[i : i + batch_size], ts[i : i + batch_size]), 1)
+            for i in range(0, len(xs), batch_size)
+        ]
+        model.train(was)
+        return torch.cat(parts).cpu() if parts else torch.empty(0, self.n_classes)
+
+    def evaluate(self, test_sets: Stream | Sequence[Any]) -> list[float]:
+        """Accuracy on each test set: a `Stream` (each experience's test set), or a list
+        of `TensorSet`s, `Experience`s (their test sets) or `(x, y[, task])` tuples."""
+        sets = [e.test for e in test_sets] if isinstance(test_sets, Stream) else list(test_sets)
+        out = []
+        for item in sets:
+            if isinstance(item, Experience):
+                item = item.test
+            if isinstance(item, TensorSet):
+                x, y, t = item.x, item.y, (item.t if self.scenario == "task" else None)
+            else:
+                x, y, t = item[0], item[1], item[2] if len(item) > 2 else None
+            if len(x) == 0:
+                out.append(math.nan)
+                continue
+            ids, _, _ = LabelMap(self.labels.kind, list(self.labels.names)).encode(y, len(x))
+            out.append(float((self.predict(x, task=t) == ids).double().mean()))
+        return out
+
+    # -- saving --------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything `load` needs, as nested tensors and JSON-able values."""
+        cuda = [self._cuda_rng] if self._cuda_rng is not None else []
+        return {
+            "kind": "learner",
+            "config": {
+                **self.extra_config,
+                "model": self.model_spec,
+                "head": self.head,
+                "strategy": self.spec,
+                "scenario": self.scenario,
+                "seed": self.seed,
+                "train": self.config.to_dict(),
+            },
+            "stream": stream_meta(self),
+            "built_for": self.built_for,
+            **model_payload(self._model(), self.strategies),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "rng": {
+                "torch": self._rng if self._rng is not None else torch.Tensor(),
+                "cuda": cuda,
+                "batch_order": self.generator.get_state(),
+            },
+            "labels": {"kind": self.labels.kind, "names": list(self.labels.names)},
+            "past_data": past_data(self.seen),
+        }
+
+    def save(self, path: str | os.PathLike[str], **extra: Any) -> Path:
+        """Write the learner to folder `path` (atomically: a crash leaves the previous
+        save); `extra` entries are stored beside (e.g. a run's progress)."""
+        return write_learner(path, {**self.state(), **extra})
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        model: nn.Module | Callable[..., nn.Module] | None = None,
+    ) -> Learner:
+        """Load a saved learner (a folder written by `save`, a run's `RUN_DIR` or its
+        `model/` or `checkpoint/`). A learner built from an `nn.Module` object (not a
+        spec) needs `model`: a fresh module of the same architecture, or its factory."""
+        dev = resolve_device(device)
+        payload, where = read_learner(path, dev)
+        return from_payload(payload, where, dev, model)
+
+    def __repr__(self) -> str:
+        what = self.model_spec or type(self.model).__name__
+        return (
+            f"<Learner {what} {self.spec} {self.scenario}: {len(self.seen)} experiences, "
+            f"{len(self.classes)} classes>"
+        )
+
+
+def from_payload(
+    payload: dict[str, Any],
+    where: Path,
+    device: torch.device,
+    model: nn.Module | Callable[..., nn.Module] | None = None,
+) -> Learner:
+    """A learner restored from a saved payload (see `Learner.load`)."""
+    from lifelong.serialize import CheckpointError
+
+    config, meta = payload["config"], payload["stream"]
+    spec = config.get("model")
+    if spec is None and model is None:
+        raise CheckpointError(
+            f"{where} was saved from a model object, not a spec: pass model= (a fresh "
+            "module of the same architecture, or its factory) to load it"
+        )
+    train = config.get("train") or {k: config[k] for k in _OLD_TRAIN_KEYS if k in config}
+    learner = Learner(
+        model if model is not None else spec,
+        config["strategy"],
+        config=TrainConfig.from_dict(train),
+        scenario=meta["scenario"],
+        head=config.get("head", "fixed"),
+        device=device,
+        seed=int(config.get("seed", 0)),
+    )
+    learner.model_spec = spec
+    learner.extra_config = {k: v for k, v in config.items() if k not in _LEARNER_KEYS}
+    learner.name, learner.info = meta.get("name", "learner"), dict(meta.get("info", {}))
+    learner.input_shape = tuple(int(d) for d in meta["input_shape"])
+    learner.dtype = getattr(torch, str(meta["dtype"]))
+    built = payload.get("built_for") or {"n_classes": meta["n_classes"], "n_tasks": meta["n_tasks"]}
+    skeleton = skeleton_stream({**meta, **built})
+    with torch.random.fork_rng(devices=[]):
+        net = learner._build(skeleton) if not isinstance(model, nn.Module) else model
+        grow_outputs(net, int(meta["n_classes"]), int(meta["n_tasks"]))
+        seen = skeleton_stream(meta).experiences
+        learner.model = restore_model(net, learner.strategies, seen, payload, device)
+    learner.built_for = {k: int(v) for k, v in built.items()}
+    learner.n_classes, learner.n_tasks = int(meta["n_classes"]), int(meta["n_tasks"])
+    data = payload.get("past_data") or []
+    learner.seen = [
+        e if not data else replace(e, train=TensorSet(**data[i]).to(device))
+        for i, e in enumerate(seen)
+    ]
+    labels = payload.get("labels") or {}
+    learner.labels = LabelMap(labels.get("kind"), list(labels.get("names", [])))
+    if learner.seen and learner.labels.kind is None:
+        learner.labels.kind = "int"
+    if payload.get("optimizer") is not None:
+        learner.optimizer = make_optimizer(learner.model, learner.config, learner.strategies)
+        try:
+            learner.optimizer.load_state_dict(payload["optimizer"])
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"{where}: optimizer state does not fit: {e}") from None
+    rng = payload.get("rng")
+    if rng:
+        if rng["torch"].numel():
+            learner._rng = rng["torch"]
+        if device.type == "cuda" and rng.get("cuda"):
+            learner._cuda_rng = rng["cuda"][0]
+        learner.generator.set_state(rng["batch_order"])
+    return learner
+
+
+_OLD_TRAIN_KEYS = (
+    "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "online",
+    "precision", "compile",
+)
+_LEARNER_KEYS = {"model", "head", "strategy", "scenario", "seed", "train", *_OLD_TRAIN_KEYS}
+
+
+def _json_info(info: dict[str, object]) -> dict[str, Any]:
+    import json
+
+    out = {}
+    for k, v in info.items():
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            continue
+        out[k] = v
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+__all__ = ["LearnSummary", "Learner", "Result", "resolve_device"]
