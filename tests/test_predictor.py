@@ -19,15 +19,19 @@ from torch import Tensor, nn
 import lifelong
 from lifelong.checkpoint import CheckpointError
 from lifelong.cli import main
+from lifelong.config import TrainConfig
 from lifelong.data import get_benchmark
 from lifelong.data.experience import Experience
-from lifelong.config import TrainConfig
 from lifelong.experiment.run import RunConfig, run
 from lifelong.strategies.base import Strategy
 from lifelong.strategies.registry import register
 
 DIGITS = dict(
-    benchmark="split-digits", model="mlp(hidden=(32,))", train=TrainConfig(epochs=1), seed=0, threads=1
+    benchmark="split-digits",
+    model="mlp(hidden=(32,))",
+    train=TrainConfig(epochs=1),
+    seed=0,
+    threads=1,
 )
 NAMES = ["zero", "one", "two", "three", "four", "five"]
 
@@ -64,7 +68,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict
         out[scenario] = (d, run(RunConfig(**DIGITS, scenario=scenario), run_dir=d))
     synth = get_benchmark("synthetic", "class")
     synth = replace(synth, info={**synth.info, "class_names": NAMES})
-    cfg = RunConfig(benchmark="synthetic", strategy="test-nearest-mean", train=TrainConfig(epochs=1))
+    cfg = RunConfig(
+        benchmark="synthetic", strategy="test-nearest-mean", train=TrainConfig(epochs=1)
+    )
     out["named"] = (root / "named", run(cfg, stream=synth, run_dir=root / "named"))
     return out
 

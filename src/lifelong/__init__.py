@@ -1,8 +1,12 @@
 """lifelong: continual learning for PyTorch models.
 
     import lifelong
-    stream = lifelong.get_benchmark("split-mnist-5k", "class")
-    row = lifelong.run(lifelong.RunConfig(strategy="cumulative"), stream=stream)
+    learner = lifelong.Learner("mlp", "replay(mem_size=200)")
+    learner.learn(x_day1, y_day1)          # tensors or arrays; new classes are welcome
+    learner.predict(x_new)
+    learner.save("models/today")           # lifelong.Learner.load(...) continues exactly
+
+    row = lifelong.run(lifelong.RunConfig(strategy="cumulative"))   # a run of a benchmark
 
 Heavy parts are imported on first use, so `import lifelong` stays cheap.
 """
@@ -24,11 +28,14 @@ _LAZY = {
     "register": "lifelong.strategies",
     "RunConfig": "lifelong.experiment.run",
     "run": "lifelong.experiment.run",
-    "TrainConfig": "lifelong.train",
+    "TrainConfig": "lifelong.config",
+    "Learner": "lifelong.learner",
+    "Result": "lifelong.learner",
     "train_experience": "lifelong.train",
     "build_model": "lifelong.models",
     "load": "lifelong.predictor",
     "Predictor": "lifelong.predictor",
+    "run_learner": "lifelong.experiment.run",
 }
 
 __all__ = ["__version__", *_LAZY]

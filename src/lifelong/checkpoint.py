@@ -106,8 +106,14 @@ def skeleton_stream(meta: dict[str, Any]) -> Stream:
         for i, e in enumerate(meta["experiences"])
     )
     n_tasks = max(int(meta["n_tasks"]), 1)
-    return Stream(meta["name"], meta["scenario"], exps, int(meta["n_classes"]), n_tasks,
-                  info=dict(meta.get("info", {})))
+    return Stream(
+        meta["name"],
+        meta["scenario"],
+        exps,
+        int(meta["n_classes"]),
+        n_tasks,
+        info=dict(meta.get("info", {})),
+    )
 
 
 def past_data(seen: Sequence[Experience]) -> list[dict[str, Any]] | None:
@@ -121,8 +127,11 @@ def write_learner(path: PathLike, payload: dict[str, Any]) -> Path:
     """Write a learner's payload (with the library versions) to folder `path`."""
     import lifelong
 
-    payload = {"lifelong_version": lifelong.__version__, "torch_version": torch.__version__,
-               **payload}
+    payload = {
+        "lifelong_version": lifelong.__version__,
+        "torch_version": torch.__version__,
+        **payload,
+    }
     write_state_dir(path, payload)
     return Path(path)
 

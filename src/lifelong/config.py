@@ -147,6 +147,7 @@ def check_value(name: str, value: Any) -> str | None:
 def compile_unavailable(device_type: str | None = None) -> str | None:
     """Why `torch.compile` cannot run here (on `device_type`, when given), or None."""
     import torch  # here, so that reading settings (`lifelong --help`) does not load torch
+
     version = torch.__version__
     if not hasattr(torch, "compile"):
         return f"torch {version} has no torch.compile (it needs torch >= 2.0)"

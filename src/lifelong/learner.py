@@ -44,7 +44,7 @@ from lifelong.data.experience import Experience, Stream, TensorSet
 from lifelong.inputs import LabelMap, to_tensorset
 from lifelong.models import build_model, parse_model_spec
 from lifelong.models.functional import forward
-from lifelong.models.heads import grow_outputs
+from lifelong.models.heads import MASKED_LOGIT, grow_outputs
 from lifelong.strategies.base import Strategy, canonical_spec
 from lifelong.strategies.registry import build_strategies
 from lifelong.train import Evaluator, make_optimizer, predict, train_experience
@@ -141,7 +141,9 @@ class Learner:
         self.device = resolve_device(device)
         self.model_spec = model if isinstance(model, str) else None
         self._factory = None if isinstance(model, nn.Module) else model
-        self.model: nn.Module | None = model.to(self.device) if isinstance(model, nn.Module) else None
+        self.model: nn.Module | None = (
+            model.to(self.device) if isinstance(model, nn.Module) else None
+        )
         self.optimizer: torch.optim.Optimizer | None = None
         self.generator = torch.Generator().manual_seed(self.seed)
         self._rng: Tensor | None = None  # the learner's global-generator state between calls
@@ -220,7 +222,10 @@ class Learner:
             self._train(exp, [*self.seen, exp])
         self._remember(exp)
         return LearnSummary(
-            exp.index, len(data), time.perf_counter() - t0, self.classes,
+            exp.index,
+            len(data),
+            time.perf_counter() - t0,
+            self.classes,
             tuple(c for c in classes if c not in before),
         )
 
@@ -263,7 +268,7 @@ class Learner:
         whole = any(s.sees_whole_stream for s in self.strategies)
         T = len(exps)
         for i in range(st.next_experience, T):
-            past = self.seen[: offset] if offset else []
+            past = self.seen[:offset] if offset else []
             seen = [*past, *(exps if whole else exps[: i + 1])]
 
             def on_epoch(e: int, n: int, i: int = i) -> None:
@@ -291,8 +296,14 @@ class Learner:
         on_epoch: Callable[[int, int], None] | None = None,
     ) -> None:
         self.model, self.optimizer = train_experience(
-            self._model(), self.strategies, exp, seen, self.optimizer, self.config,
-            self.generator, on_epoch,
+            self._model(),
+            self.strategies,
+            exp,
+            seen,
+            self.optimizer,
+            self.config,
+            self.generator,
+            on_epoch,
         )
 
     def _remember(self, exp: Experience) -> None:
@@ -320,9 +331,16 @@ class Learner:
             shape, dtype = tuple(data.train.x.shape[1:]), data.train.x.dtype
             n_cls, n_tasks = max(data.classes) + 1, data.task + 1
             skeleton = skeleton_stream(
-                {"name": self.name, "scenario": self.scenario, "n_classes": n_cls,
-                 "n_tasks": n_tasks, "input_shape": list(shape),
-                 "dtype": str(dtype).removeprefix("torch."), "experiences": [], "info": {}}
+                {
+                    "name": self.name,
+                    "scenario": self.scenario,
+                    "n_classes": n_cls,
+                    "n_tasks": n_tasks,
+                    "input_shape": list(shape),
+                    "dtype": str(dtype).removeprefix("torch."),
+                    "info": {},
+                    "experiences": [{"classes": list(data.classes), "task": data.task}],
+                }
             )
         if self.input_shape is None:
             self.input_shape, self.dtype = shape, dtype
@@ -346,7 +364,8 @@ class Learner:
     def _check_width(self, data: TensorSet, classes: tuple[int, ...]) -> None:
         """Refuse labels that a model whose head cannot grow does not score."""
         model = self.model
-        if model is None or getattr(model, "head", None) is not None or hasattr(model, "n_tasks"):
+        growable = ("head", "n_tasks", "grow_outputs")
+        if model is None or any(getattr(model, a, None) is not None for a in growable):
             return  # built later, or a head that `grow_outputs` widens
         was = model.training
         model.eval()
@@ -392,8 +411,7 @@ class Learner:
         if x.dim() != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
             shape = ", ".join(["N", *map(str, self.input_shape)])
             raise ValueError(
-                f"inputs must have shape ({shape}) like the training features, "
-                f"got {tuple(x.shape)}"
+                f"inputs must have shape ({shape}) like the training features, got {tuple(x.shape)}"
             )
         return x.to(self.device, self.dtype)
 
@@ -412,7 +430,9 @@ class Learner:
                 f"task id (got task={task!r})"
             )
         t = task_ids(task, n, self.scenario)
-        unknown = sorted(set(t.unique().tolist()) - set(self.tasks)) if self.scenario == "task" else []
+        unknown = (
+            sorted(set(t.unique().tolist()) - set(self.tasks)) if self.scenario == "task" else []
+        )
         if unknown:
             known = ", ".join(map(str, self.tasks))
             raise ValueError(f"unknown task id(s) {unknown}; the model knows tasks {known}")
@@ -421,15 +441,19 @@ class Learner:
     @torch.no_grad()
     def predict(self, x: Any, task: Any = None, batch_size: int = 1024) -> Tensor:
         """Predicted class ids (a CPU LongTensor) for inputs of shape `(N, *input_shape)`;
-        `task` (an int or one id per sample) in the task scenario only."""
-        xs = self._inputs(x)
-        return predict(self._model(), self.strategies, xs, self._tasks(task, len(xs)),
-                       batch_size).cpu()
+        `task` (an int or one id per sample) in the task scenario only. Only classes it
+        has learned are predicted."""
+        model, xs = self._model(), self._inputs(x)
+        ts = self._tasks(task, len(xs))
+        if any(s.overrides("predict") for s in self.strategies):
+            return predict(model, self.strategies, xs, ts, batch_size).cpu()
+        return self._logits(model, xs, ts, batch_size).argmax(1).cpu()
 
     @torch.no_grad()
     def predict_proba(self, x: Any, task: Any = None, batch_size: int = 1024) -> Tensor:
-        """Class probabilities `(N, n_outputs)`: column `c` is class id `c`. Refused when a
-        strategy replaces prediction (e.g. iCaRL's nearest-mean classifier)."""
+        """Class probabilities `(N, n_outputs)`: column `c` is class id `c` (0 for classes
+        not learned yet). Refused when a strategy replaces prediction (e.g. iCaRL's
+        nearest-mean classifier)."""
         owners = [s.name for s in self.strategies if s.overrides("predict")]
         if owners:
             raise ValueError(
@@ -438,14 +462,25 @@ class Learner:
             )
         model, xs = self._model(), self._inputs(x)
         ts = self._tasks(task, len(xs))
+        return torch.softmax(self._logits(model, xs, ts, batch_size), 1).cpu()
+
+    def _logits(self, model: nn.Module, xs: Tensor, ts: Tensor, batch_size: int) -> Tensor:
+        """The model's outputs in eval mode, classes never learned masked out."""
         was = model.training
         model.eval()
-        parts = [
-            torch.softmax(forward(model, xs[i : i + batch_size], ts[i : i + batch_size]), 1)
-            for i in range(0, len(xs), batch_size)
-        ]
-        model.train(was)
-        return torch.cat(parts).cpu() if parts else torch.empty(0, self.n_classes)
+        try:
+            parts = [
+                forward(model, xs[i : i + batch_size], ts[i : i + batch_size])
+                for i in range(0, len(xs), batch_size)
+            ]
+        finally:
+            model.train(was)
+        out = torch.cat(parts) if parts else torch.empty(0, max(self.n_classes, 1))
+        if self.scenario != "task":  # task heads mask their own classes already
+            known = torch.zeros(out.shape[1], dtype=torch.bool, device=out.device)
+            known[[c for c in self.classes if c < out.shape[1]]] = True
+            out = out.masked_fill(~known, MASKED_LOGIT)
+        return out
 
     def evaluate(self, test_sets: Stream | Sequence[Any]) -> list[float]:
         """Accuracy on each test set: a `Stream` (each experience's test set), or a list
@@ -587,8 +622,15 @@ def from_payload(
 
 
 _OLD_TRAIN_KEYS = (
-    "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "online",
-    "precision", "compile",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "online",
+    "precision",
+    "compile",
 )
 _LEARNER_KEYS = {"model", "head", "strategy", "scenario", "seed", "train", *_OLD_TRAIN_KEYS}
 

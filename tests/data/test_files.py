@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lifelong.data import DiskSet, TensorSet, stream_from_files
 from lifelong.config import TrainConfig
+from lifelong.data import DiskSet, TensorSet, stream_from_files
 from lifelong.experiment.run import RunConfig, run
 
 FEATS = ["a", "b", "c"]
@@ -210,7 +210,11 @@ def test_run_trains_from_files_on_disk_and_in_memory(csv: Path) -> None:
     data = {"path": str(csv), "target": "label", "features": FEATS, "n_experiences": 2}
     rows_ = [
         run(
-            RunConfig(strategy="naive", train=TrainConfig(epochs=1), data={**data, "in_memory": mem, "num_workers": 0})
+            RunConfig(
+                strategy="naive",
+                train=TrainConfig(epochs=1),
+                data={**data, "in_memory": mem, "num_workers": 0},
+            )
         )
         for mem in (True, False)
     ]

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lifelong.config import TrainConfig
 from lifelong.data import get_benchmark
 from lifelong.experiment.batched import StackedMLP, logit_gradient, lr_groups, run_batched
-from lifelong.config import TrainConfig
 from lifelong.experiment.run import RunConfig, run
 from lifelong.models import build_model
 
@@ -57,7 +57,9 @@ def test_per_run_learning_rates_match_separate_runs() -> None:
     rows = run_batched(config, seeds, stream, lrs=lrs)
     for seed, lr, row in zip(seeds, lrs, rows):
         assert row["params"]["lr"] == lr
-        assert_same_run(row, run(replace(config, seed=seed, lr=lr), stream))
+        assert_same_run(
+            row, run(replace(config, seed=seed, train=config.train.replace(lr=lr)), stream)
+        )
     assert rows[0]["run_id"] != rows[2]["run_id"]  # same seed, other lr: another run
 
 
@@ -105,9 +107,9 @@ def test_lr_groups_are_contiguous_runs_of_equal_values() -> None:
         ({"model": "mlp(dropout=0.5)"}, "class", "dropout"),
         ({"model": "resnet18"}, "class", "resnet18"),
         ({"head": "grow"}, "class", "grow"),
-        ({"optimizer": "adam"}, "class", "adam"),
-        ({"precision": "bf16"}, "class", "bf16"),
-        ({"compile": True}, "class", "compile"),
+        ({"train": TrainConfig(optimizer="adam")}, "class", "adam"),
+        ({"train": TrainConfig(precision="bf16")}, "class", "bf16"),
+        ({"train": TrainConfig(compile=True)}, "class", "compile"),
         ({}, "task", "task"),
     ],
 )

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lifelong.experiment.compare import run_all, run_sweep, summary_table
 from lifelong.config import TrainConfig
+from lifelong.experiment.compare import run_all, run_sweep, summary_table
 from lifelong.experiment.config import ExperimentConfig
 from lifelong.experiment.executors import (
     LocalExecutor,
@@ -194,7 +194,8 @@ def test_run_all_returns_rows_in_order_and_keeps_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "tempdir", None)
     configs = [
-        RunConfig(benchmark="synthetic", strategy=s, train=TrainConfig(epochs=1)) for s in ("cumulative", "naive")
+        RunConfig(benchmark="synthetic", strategy=s, train=TrainConfig(epochs=1))
+        for s in ("cumulative", "naive")
     ]
     rows = run_all(configs, isolate=False, quiet=True)
     assert [r["strategy"] for r in rows] == ["cumulative", "naive"]

@@ -22,8 +22,8 @@ STRATEGIES = ("naive", "replay(mem_size=40)")
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real sweep folder: 2 strategies x 2 seeds on the synthetic benchmark."""
-    from lifelong.experiment.compare import provenance, run_all, write_results
     from lifelong.config import TrainConfig
+    from lifelong.experiment.compare import provenance, run_all, write_results
     from lifelong.experiment.run import RunConfig
 
     configs = [

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
+from lifelong.config import TrainConfig
 from lifelong.experiment.executors import failed_row
 from lifelong.experiment.run import RunConfig
 from lifelong.experiment.store import (
@@ -28,7 +29,8 @@ def test_run_key_is_stable_and_ignores_device_and_threads():
     )
     assert run_key(c) == run_key(replace(c, threads=4, device="cuda"))
     keys = {run_key(replace(c, **kw)) for kw in
-            ({"seed": 2}, {"lr": 0.1}, {"strategy": "naive"}, {"epochs": 3}, {"data": {"path": "a"}})}  # fmt: skip
+            ({"seed": 2}, {"train": TrainConfig(lr=0.1)}, {"strategy": "naive"},
+             {"train": TrainConfig(epochs=3)}, {"data": {"path": "a"}})}  # fmt: skip
     assert len(keys) == 5 and run_key(c) not in keys
 
 

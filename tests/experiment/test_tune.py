@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lifelong.experiment import tune as tune_mod
 from lifelong.config import TrainConfig
+from lifelong.experiment import tune as tune_mod
 from lifelong.experiment.run import RunConfig, run
 from lifelong.experiment.tune import (
     ParamSpace,

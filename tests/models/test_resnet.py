@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from lifelong.data import TensorSet, split_by_class
 from lifelong.config import TrainConfig
+from lifelong.data import TensorSet, split_by_class
 from lifelong.experiment.run import RunConfig, run
 from lifelong.models import (
     MODELS,

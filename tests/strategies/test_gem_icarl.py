@@ -374,7 +374,9 @@ def test_gem_helps_in_the_domain_scenario() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("spec", ["gem", "agem", "icarl"])
 def test_runs_on_cuda(spec: str) -> None:
-    row = run(RunConfig(benchmark="synthetic", strategy=spec, device="cuda", train=TrainConfig(epochs=1)))
+    row = run(
+        RunConfig(benchmark="synthetic", strategy=spec, device="cuda", train=TrainConfig(epochs=1))
+    )
     assert row["status"] == "ok" and row["final_average_accuracy"] > 0.5
     feats = torch.randn(50, 4, device="cuda")
     assert herding_select(feats, 10).device.type == "cuda"

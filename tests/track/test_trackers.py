@@ -31,8 +31,8 @@ def require(module: str) -> Any:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A results.json from two real runs on the synthetic benchmark, plus a failed row."""
-    from lifelong.experiment.compare import failed_row, provenance, run_all, write_results
     from lifelong.config import TrainConfig
+    from lifelong.experiment.compare import failed_row, provenance, run_all, write_results
     from lifelong.experiment.run import RunConfig
 
     configs = [

@@ -41,20 +41,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lifelong.learner import Result as RunState
+from lifelong.config import TrainConfig
 from lifelong.data.experience import Experience, Stream, TensorSet
 from lifelong.experiment.run import (
     RunConfig,
     make_stream,
     model_spec,
     peak_memory_mb,
-    resolve_device,
     results_row,
     run_id,
     train_config,
 )
+from lifelong.learner import Result as RunState
+from lifelong.learner import resolve_device
 from lifelong.strategies.base import Strategy
-from lifelong.train import Evaluator, TrainConfig
+from lifelong.train import Evaluator
 
 #: Strategies `run_batched` trains: those whose only hook is `train_data` (same data for
 #: every run).

@@ -272,7 +272,7 @@ def provenance(device: str, threads: int | None) -> dict[str, Any]:
     import torch
 
     import lifelong
-    from lifelong.experiment.run import resolve_device
+    from lifelong.learner import resolve_device
 
     try:
         dev = str(resolve_device(device))

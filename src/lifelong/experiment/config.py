@@ -24,6 +24,7 @@ import argparse
 import difflib
 import itertools
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -162,7 +163,8 @@ def _number_text_hint(text: str) -> str:
 
 def _annotation(key: str) -> type:
     """The Python type of `TrainConfig` field `key` (`int | None` -> int)."""
-    text = field_info(key)["type"].replace(" ", "").replace("|None", "").replace("None|", "")
+    text = re.sub(r"<class '(\w+)'>", r"\1", str(field_info(key)["type"]))  # not postponed
+    text = text.replace(" ", "").replace("|None", "").replace("None|", "")
     kinds = {"int": int, "float": float, "str": str, "bool": bool}
     if text not in kinds:  # a new kind of field: say so where it is declared
         raise TypeError(f"TrainConfig.{key}: cannot make a config key of type {text!r}")
@@ -293,9 +295,7 @@ def load_config(
     return cfg
 
 
-def _train_config(
-    settings: dict[str, Any], device: str, src: Callable[[str], str]
-) -> TrainConfig:
+def _train_config(settings: dict[str, Any], device: str, src: Callable[[str], str]) -> TrainConfig:
     """The experiment's `TrainConfig` from its (checked) training keys; `compile: true`
     refused, naming where it was set, where torch.compile cannot run on `device`."""
     if settings.get("compile"):

@@ -72,8 +72,12 @@ class RunConfig:
 
 #: training settings added after run keys were first written: left out of the key at
 #: their defaults, so the keys of existing output folders stay valid
-_KEY_OPTIONAL = {"precision": "fp32", "compile": False, "eval_batch_size": None,
-                 "reset_optimizer": True}
+_KEY_OPTIONAL = {
+    "precision": "fp32",
+    "compile": False,
+    "eval_batch_size": None,
+    "reset_optimizer": True,
+}
 
 
 def config_hash(config: RunConfig, **fields: Any) -> str:
@@ -188,8 +192,13 @@ def run_learner(
         if ckpt is not None:
             ckpt.clear()
         learner = Learner(
-            config.model, strategies, config=tcfg, scenario=config.scenario,
-            head=config.head, device=device, seed=config.seed,
+            config.model,
+            strategies,
+            config=tcfg,
+            scenario=config.scenario,
+            head=config.head,
+            device=device,
+            seed=config.seed,
         )
         result = Result()
     on_experience = None if ckpt is None else ckpt.save_checkpoint

@@ -133,7 +133,8 @@ def tuning_stream(config: TuneConfig) -> Stream:
     """The stream trials train on: validation carved out, cut to K experiences, test
     sets withheld (guarded)."""
     from lifelong.data import with_validation
-    from lifelong.experiment.run import make_stream, resolve_device
+    from lifelong.experiment.run import make_stream
+    from lifelong.learner import resolve_device
 
     stream = with_validation(make_stream(config.run), config.valid_fraction, config.run.seed)
     k = config.tune_experiences or len(stream)
@@ -152,7 +153,8 @@ def make_objective(
     import optuna
     import torch
 
-    from lifelong.experiment.run import model_spec, resolve_device, train_config
+    from lifelong.experiment.run import model_spec, train_config
+    from lifelong.learner import resolve_device
     from lifelong.models import build_model
     from lifelong.strategies.registry import build_one, canonical_spec
     from lifelong.train import train_experience

@@ -117,6 +117,19 @@ class IncrementalClassifier(nn.Module):
         return self.linear(x)
 
 
+def grow_linear(old: nn.Linear, n: int) -> nn.Linear:
+    """A copy of `old` with `n` output rows: old rows kept, new rows freshly initialised,
+    the same `requires_grad` flags."""
+    new = nn.Linear(old.in_features, n, bias=old.bias is not None)
+    new = new.to(old.weight.device, old.weight.dtype)
+    with torch.no_grad():
+        new.weight[: old.out_features] = old.weight
+        if old.bias is not None and new.bias is not None:
+            new.bias[: old.out_features] = old.bias
+    new.requires_grad_(old.weight.requires_grad)
+    return new
+
+
 def output_width(model: nn.Module) -> int | None:
     """How many class ids the model's head scores today, when it can tell (None for a
     head that grows by itself, or a model whose head is not known)."""
@@ -131,8 +144,12 @@ def output_width(model: nn.Module) -> int | None:
 def grow_outputs(model: nn.Module, n_classes: int, n_tasks: int = 1) -> bool:
     """Make room in the model's head for class ids below `n_classes` (and task ids below
     `n_tasks` for a `MultiHead`). A fixed linear `head` too small becomes an
-    `IncrementalClassifier` that keeps its rows (and from then on grows by itself).
-    Returns whether the model changed."""
+    `IncrementalClassifier` that keeps its rows (and from then on grows by itself); a model
+    with a `grow_outputs(n_classes, n_tasks)` method grows itself. Returns whether the
+    model changed."""
+    grow = getattr(model, "grow_outputs", None)
+    if callable(grow):  # a wrapper (adapters, PNN columns) grows what it holds
+        return bool(grow(n_classes, n_tasks))
     if isinstance(model, MultiHead):
         return model.grow(n_tasks, n_classes)
     head = getattr(model, "head", None)

@@ -19,6 +19,8 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from lifelong.models.heads import grow_outputs
+
 
 class LoRALinear(nn.Module):
     """`base(x) + alpha / rank * B A x` summed over adapter sets, `base` frozen.
@@ -53,11 +55,10 @@ class LoRALinear(nn.Module):
         for a, b, key in zip(self.A, self.B, self.keys):
             if key < 0:
                 out = out + self.scale * (x @ a.t()) @ b.t()
-            elif self.route is not None:
-                rows = (self.route == key).nonzero().squeeze(1)
-                if len(rows):
-                    delta = self.scale * (x[rows] @ a.t()) @ b.t()
-                    out = out.index_add(0, rows, delta.to(out.dtype))
+            elif self.route is not None:  # a mask, not indexing: shapes stay static (vmap)
+                rows = (self.route == key).view(-1, *[1] * (out.dim() - 1))
+                delta = self.scale * (x @ a.t()) @ b.t()
+                out = torch.where(rows, out + delta.to(out.dtype), out)
         return out
 
 
@@ -114,6 +115,10 @@ class LoRAModel(nn.Module):
         for name, flag in self.flags:
             params[name].requires_grad_(flag)
         return self.model
+
+    def grow_outputs(self, n_classes: int, n_tasks: int) -> bool:
+        """Grow the wrapped model's head (its backbone keeps its adapters)."""
+        return grow_outputs(self.model, n_classes, n_tasks)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         layers = self.lora_layers()

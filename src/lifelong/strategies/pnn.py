@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.data.experience import Experience
-from lifelong.models.heads import MASKED_LOGIT, MultiHead
+from lifelong.models.heads import MASKED_LOGIT, MultiHead, grow_linear
 from lifelong.strategies.base import Strategy
 from lifelong.strategies.registry import register
 
@@ -100,6 +100,22 @@ class PNNModel(nn.Module):
         self.columns.append(col)
         self.tasks.append(task)
         return col
+
+    def grow_outputs(self, n_classes: int, n_tasks: int) -> bool:
+        """Make room for more classes (every column's head gains rows) and tasks."""
+        t, c = max(n_tasks, len(self.mask)), max(n_classes, self.n_classes)
+        if (t, c) == tuple(self.mask.shape):
+            return False
+        mask = torch.zeros(t, c, dtype=torch.bool, device=self.mask.device)
+        mask[: len(self.mask), : self.n_classes] = self.mask
+        self.mask = mask
+        if c > self.n_classes:
+            for col in cast(list[Column], list(self.columns)):
+                col.head = grow_linear(col.head, c)
+                if col.head_lateral is not None:
+                    col.head_lateral = grow_linear(col.head_lateral, c)
+            self.n_classes = c
+        return True
 
     def adapt_to(self, experience: Experience) -> None:
         """Open the head of `experience.task` for the experience's classes."""
