@@ -165,3 +165,54 @@ def to_tensorset(
     if len(t) and int(t.min()) < 0:
         raise ValueError(f"task ids must be >= 0, got {int(t.min())}")
     return TensorSet(x.cpu(), ids, t), kind, new
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available) -> a `torch.device`."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto")
+    return torch.device(device)
+
+
+def prediction_inputs(x: Any, input_shape: tuple[int, ...]) -> Tensor:
+    """Inputs to predict: real numbers of shape `(N, *input_shape)`."""
+    if not isinstance(x, Tensor):
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "fiu":
+            raise ValueError(f"inputs must be numbers, got an array of dtype {arr.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(arr))
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError(f"inputs must be real numbers, got dtype {x.dtype}")
+    if x.dim() != len(input_shape) + 1 or tuple(x.shape[1:]) != input_shape:
+        shape = ", ".join(["N", *map(str, input_shape)])
+        raise ValueError(
+            f"inputs must have shape ({shape}) like the training features, got {tuple(x.shape)}"
+        )
+    return x
+
+
+def prediction_tasks(task: Any, n: int, scenario: str, known: tuple[int, ...]) -> Tensor:
+    """Task ids to predict with: required in the task scenario (and known), refused in
+    the others."""
+    names = ", ".join(map(str, known))
+    if scenario == "task" and task is None:
+        raise ValueError(
+            "this model was trained in the 'task' scenario: pass task=<id> (an int, or "
+            f"one id per sample); known tasks: {names}"
+        )
+    if scenario != "task" and task is not None:
+        raise ValueError(
+            f"this model was trained in the {scenario!r} scenario: it takes no "
+            f"task id (got task={task!r})"
+        )
+    t = task_ids(task, n, scenario)
+    unknown = sorted(set(t.unique().tolist()) - set(known)) if scenario == "task" else []
+    if unknown:
+        raise ValueError(f"unknown task id(s) {unknown}; the model knows tasks {names}")
+    return t

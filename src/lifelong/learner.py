@@ -21,84 +21,34 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lifelong import metrics
-from lifelong.checkpoint import (
-    model_payload,
-    past_data,
-    read_learner,
-    restore_model,
-    skeleton_stream,
-    stream_meta,
-    write_learner,
-)
+from lifelong.checkpoint import read_learner, skeleton_stream, write_learner
 from lifelong.config import TrainConfig
 from lifelong.data.experience import Experience, Stream, TensorSet
-from lifelong.inputs import LabelMap, to_tensorset
+from lifelong.inputs import (
+    LabelMap,
+    prediction_inputs,
+    prediction_tasks,
+    resolve_device,
+    to_tensorset,
+)
+from lifelong.learner_state import learner_payload, restore_learner
 from lifelong.models import build_model, parse_model_spec
 from lifelong.models.functional import forward
 from lifelong.models.heads import MASKED_LOGIT, grow_outputs
+from lifelong.results import LearnSummary, Result
 from lifelong.strategies.base import Strategy, canonical_spec
 from lifelong.strategies.registry import build_strategies
-from lifelong.train import Evaluator, make_optimizer, predict, train_experience
+from lifelong.train import Evaluator, predict, train_experience
 
 ModelArg = nn.Module | str | Callable[..., nn.Module]
 OnExperience = Callable[["Learner", "Result"], None]
-
-
-@dataclass
-class Result:
-    """Where a pass over a stream stands: the next experience to train, the accuracy rows
-    so far (`matrix[i][j]`: accuracy on experience j after training on i), the untrained
-    model's row (`baseline`) and the seconds spent so far. Metrics are computed from them."""
-
-    next_experience: int = 0
-    matrix: list[list[float]] = field(default_factory=list)
-    baseline: list[float] = field(default_factory=list)
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    wall_seconds: float = 0.0
-
-    def metrics(self) -> dict[str, float | None]:
-        """Final average accuracy, average forgetting, backward and forward transfer."""
-        m = self.matrix
-        return {
-            "final_average_accuracy": metrics.final_average_accuracy(m),
-            "average_forgetting": metrics.average_forgetting(m),
-            "backward_transfer": metrics.backward_transfer(m),
-            "forward_transfer": metrics.forward_transfer(m, self.baseline),
-        }
-
-
-@dataclass(frozen=True)
-class LearnSummary:
-    """What one `learn` call did."""
-
-    experience: int
-    samples: int
-    seconds: float
-    classes: tuple[int, ...]
-    new_classes: tuple[int, ...]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """`cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available) -> a `torch.device`."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto")
-    return torch.device(device)
 
 
 class Learner:
@@ -401,42 +351,10 @@ class Learner:
     def _inputs(self, x: Any) -> Tensor:
         if self.input_shape is None:
             raise ValueError("this learner has not learned anything yet: call learn() first")
-        if not isinstance(x, Tensor):
-            arr = np.asarray(x)
-            if arr.dtype.kind not in "fiu":
-                raise ValueError(f"inputs must be numbers, got an array of dtype {arr.dtype}")
-            x = torch.from_numpy(np.ascontiguousarray(arr))
-        if x.dtype == torch.bool or x.is_complex():
-            raise ValueError(f"inputs must be real numbers, got dtype {x.dtype}")
-        if x.dim() != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            shape = ", ".join(["N", *map(str, self.input_shape)])
-            raise ValueError(
-                f"inputs must have shape ({shape}) like the training features, got {tuple(x.shape)}"
-            )
-        return x.to(self.device, self.dtype)
+        return prediction_inputs(x, self.input_shape).to(self.device, self.dtype)
 
     def _tasks(self, task: Any, n: int) -> Tensor:
-        from lifelong.inputs import task_ids
-
-        if self.scenario == "task" and task is None:
-            known = ", ".join(map(str, self.tasks))
-            raise ValueError(
-                "this model was trained in the 'task' scenario: pass task=<id> (an int, or "
-                f"one id per sample); known tasks: {known}"
-            )
-        if self.scenario != "task" and task is not None:
-            raise ValueError(
-                f"this model was trained in the {self.scenario!r} scenario: it takes no "
-                f"task id (got task={task!r})"
-            )
-        t = task_ids(task, n, self.scenario)
-        unknown = (
-            sorted(set(t.unique().tolist()) - set(self.tasks)) if self.scenario == "task" else []
-        )
-        if unknown:
-            known = ", ".join(map(str, self.tasks))
-            raise ValueError(f"unknown task id(s) {unknown}; the model knows tasks {known}")
-        return t.to(self.device)
+        return prediction_tasks(task, n, self.scenario, tuple(self.tasks)).to(self.device)
 
     @torch.no_grad()
     def predict(self, x: Any, task: Any = None, batch_size: int = 1024) -> Tensor:
@@ -504,30 +422,7 @@ class Learner:
     # -- saving --------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Everything `load` needs, as nested tensors and JSON-able values."""
-        cuda = [self._cuda_rng] if self._cuda_rng is not None else []
-        return {
-            "kind": "learner",
-            "config": {
-                **self.extra_config,
-                "model": self.model_spec,
-                "head": self.head,
-                "strategy": self.spec,
-                "scenario": self.scenario,
-                "seed": self.seed,
-                "train": self.config.to_dict(),
-            },
-            "stream": stream_meta(self),
-            "built_for": self.built_for,
-            **model_payload(self._model(), self.strategies),
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-            "rng": {
-                "torch": self._rng if self._rng is not None else torch.Tensor(),
-                "cuda": cuda,
-                "batch_order": self.generator.get_state(),
-            },
-            "labels": {"kind": self.labels.kind, "names": list(self.labels.names)},
-            "past_data": past_data(self.seen),
-        }
+        return learner_payload(self)
 
     def save(self, path: str | os.PathLike[str], **extra: Any) -> Path:
         """Write the learner to folder `path` (atomically: a crash leaves the previous
@@ -546,7 +441,7 @@ class Learner:
         spec) needs `model`: a fresh module of the same architecture, or its factory."""
         dev = resolve_device(device)
         payload, where = read_learner(path, dev)
-        return from_payload(payload, where, dev, model)
+        return restore_learner(cls, payload, where, dev, model)
 
     def __repr__(self) -> str:
         what = self.model_spec or type(self.model).__name__
@@ -554,85 +449,6 @@ class Learner:
             f"<Learner {what} {self.spec} {self.scenario}: {len(self.seen)} experiences, "
             f"{len(self.classes)} classes>"
         )
-
-
-def from_payload(
-    payload: dict[str, Any],
-    where: Path,
-    device: torch.device,
-    model: nn.Module | Callable[..., nn.Module] | None = None,
-) -> Learner:
-    """A learner restored from a saved payload (see `Learner.load`)."""
-    from lifelong.serialize import CheckpointError
-
-    config, meta = payload["config"], payload["stream"]
-    spec = config.get("model")
-    if spec is None and model is None:
-        raise CheckpointError(
-            f"{where} was saved from a model object, not a spec: pass model= (a fresh "
-            "module of the same architecture, or its factory) to load it"
-        )
-    train = config.get("train") or {k: config[k] for k in _OLD_TRAIN_KEYS if k in config}
-    learner = Learner(
-        model if model is not None else spec,
-        config["strategy"],
-        config=TrainConfig.from_dict(train),
-        scenario=meta["scenario"],
-        head=config.get("head", "fixed"),
-        device=device,
-        seed=int(config.get("seed", 0)),
-    )
-    learner.model_spec = spec
-    learner.extra_config = {k: v for k, v in config.items() if k not in _LEARNER_KEYS}
-    learner.name, learner.info = meta.get("name", "learner"), dict(meta.get("info", {}))
-    learner.input_shape = tuple(int(d) for d in meta["input_shape"])
-    learner.dtype = getattr(torch, str(meta["dtype"]))
-    built = payload.get("built_for") or {"n_classes": meta["n_classes"], "n_tasks": meta["n_tasks"]}
-    skeleton = skeleton_stream({**meta, **built})
-    with torch.random.fork_rng(devices=[]):
-        net = learner._build(skeleton) if not isinstance(model, nn.Module) else model
-        grow_outputs(net, int(meta["n_classes"]), int(meta["n_tasks"]))
-        seen = skeleton_stream(meta).experiences
-        learner.model = restore_model(net, learner.strategies, seen, payload, device)
-    learner.built_for = {k: int(v) for k, v in built.items()}
-    learner.n_classes, learner.n_tasks = int(meta["n_classes"]), int(meta["n_tasks"])
-    data = payload.get("past_data") or []
-    learner.seen = [
-        e if not data else replace(e, train=TensorSet(**data[i]).to(device))
-        for i, e in enumerate(seen)
-    ]
-    labels = payload.get("labels") or {}
-    learner.labels = LabelMap(labels.get("kind"), list(labels.get("names", [])))
-    if learner.seen and learner.labels.kind is None:
-        learner.labels.kind = "int"
-    if payload.get("optimizer") is not None:
-        learner.optimizer = make_optimizer(learner.model, learner.config, learner.strategies)
-        try:
-            learner.optimizer.load_state_dict(payload["optimizer"])
-        except (ValueError, KeyError) as e:
-            raise CheckpointError(f"{where}: optimizer state does not fit: {e}") from None
-    rng = payload.get("rng")
-    if rng:
-        if rng["torch"].numel():
-            learner._rng = rng["torch"]
-        if device.type == "cuda" and rng.get("cuda"):
-            learner._cuda_rng = rng["cuda"][0]
-        learner.generator.set_state(rng["batch_order"])
-    return learner
-
-
-_OLD_TRAIN_KEYS = (
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "online",
-    "precision",
-    "compile",
-)
-_LEARNER_KEYS = {"model", "head", "strategy", "scenario", "seed", "train", *_OLD_TRAIN_KEYS}
 
 
 def _json_info(info: dict[str, object]) -> dict[str, Any]:

@@ -17,12 +17,11 @@ import base64
 import html
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lifelong import metrics
-from lifelong.experiment.report_plots import Figure, build_figures
+from lifelong.experiment.report_plots import Figure, Section, build_figures
 
 #: (row key, column title, number format, which is best: "max" or "min")
 COLUMNS = (
@@ -55,20 +54,6 @@ NOTE = (
     "backward/forward transfer (Lopez-Paz & Ranzato 2017). Values are mean ± std over seeds; "
     "the best value of each column is highlighted."
 )
-
-
-@dataclass
-class Section:
-    """One benchmark and scenario of the sweep: its strategies' rows, grouped by spec."""
-
-    benchmark: str
-    scenario: str
-    groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    figures: list[Figure] = field(default_factory=list)
-
-    def ok(self, strategy: str) -> list[dict[str, Any]]:
-        """The completed runs of `strategy`."""
-        return [r for r in self.groups[strategy] if r.get("status") == "ok"]
 
 
 def load_results(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -1,6 +1,6 @@
 """The figures of `lifelong report`, drawn with matplotlib's Agg backend as PNG bytes.
 
-For one benchmark and scenario of a sweep (a `lifelong.experiment.report.Section`): the
+For one benchmark and scenario of a sweep (a `Section`): the
 accuracy matrix of each strategy as an annotated heatmap (mean over seeds), the average
 accuracy on the experiences seen so far after each experience, the forgetting of each
 experience, and accuracy against cost (training seconds, and the replay buffer size where a
@@ -9,13 +9,10 @@ strategy has `mem_size`). matplotlib is imported on first use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from lifelong import metrics
-
-if TYPE_CHECKING:
-    from lifelong.experiment.report import Section
 
 
 @dataclass
@@ -27,6 +24,20 @@ class Figure:
     caption: str
     png: bytes
     wide: bool = False
+
+
+@dataclass
+class Section:
+    """One benchmark and scenario of the sweep: its strategies' rows, grouped by spec."""
+
+    benchmark: str
+    scenario: str
+    groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    figures: list[Figure] = field(default_factory=list)
+
+    def ok(self, strategy: str) -> list[dict[str, Any]]:
+        """The completed runs of `strategy`."""
+        return [r for r in self.groups[strategy] if r.get("status") == "ok"]
 
 
 def forgetting_per_experience(R: metrics.Matrix) -> list[float]:

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from lifelong.checkpoint import read_learner
-from lifelong.learner import Learner, Result, from_payload
+from lifelong.learner import Learner, Result
+from lifelong.learner_state import restore_learner
 from lifelong.serialize import META_FILE, CheckpointError, PathLike, find_state_dir, require
 
 
@@ -70,4 +71,4 @@ class RunDir:
             result = Result(**payload["progress"])
         except TypeError as e:
             raise CheckpointError(f"{where / META_FILE}: bad progress entry: {e}") from None
-        return from_payload(payload, where, self.device), result
+        return restore_learner(Learner, payload, where, self.device), result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 
 from lifelong.data.experience import Experience, TensorSet
 from lifelong.memory import ClassBalancedBuffer
+from lifelong.models.lora import original_name
 from lifelong.strategies.base import Strategy
 from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
@@ -37,6 +39,7 @@ class GDumb(Strategy):
     """
 
     compile_safe = True
+    _model: weakref.ref[nn.Module] | None = None  # the model of the latest `begin`
 
     ranges = {"mem_size": Range(ge=0), "passes": Range(ge=1)}
 
@@ -47,21 +50,28 @@ class GDumb(Strategy):
         self.init_: dict[str, Tensor] = {}
 
     def begin(self, model: nn.Module, experience: Experience) -> nn.Module:
-        """Snapshot the untrained model at the first experience; restore it at the others."""
-        state = _resettable(model)
-        if not self.init_:
-            self.init_ = {k: v.detach().clone() for k, v in state.items()}
-            return model
+        """Restore each tensor to its value before it was first trained (by the name it has
+        without adapters, so the same tensor is found whether an `adapter` wrapped the
+        model before or after this `begin`). Tensors seen for the first time are recorded
+        in `train_data`, once every strategy's `begin` has run."""
+        self._model = weakref.ref(model)
         with torch.no_grad():
-            for name, value in state.items():
-                init = self.init_.get(name)
-                if init is not None and init.shape == value.shape:
+            for real, name, value in _resettable(model):
+                init = self.init_.get(name, self.init_.get(real))  # real: an older state
+                if init is None:
+                    continue  # new since the last experience: still at its initial value
+                if init.shape == value.shape:
                     value.copy_(init)
                 else:  # a head that grew since: fresh weights for its module
-                    _reset_owner(model, name)
+                    _reset_owner(model, real)
         return model
 
     def train_data(self, experience: Experience, seen: Sequence[Experience]) -> TensorSet:
+        model = self._model() if self._model is not None else None
+        if model is not None:  # the untrained values of what is new (all at the first)
+            for _, name, value in _resettable(model):
+                if name not in self.init_:
+                    self.init_[name] = value.detach().clone()
         data = experience.train
         self.buffer_.add(data.x, data.y, data.t)
         rows = self.buffer_.rows()
@@ -80,11 +90,13 @@ class GDumb(Strategy):
         self.init_ = dict(state["init_"])
 
 
-def _resettable(model: nn.Module) -> dict[str, Tensor]:
-    """Parameters and floating-point buffers (not masks or counters) by name."""
-    out: dict[str, Tensor] = dict(model.named_parameters())
-    out.update({k: b for k, b in model.named_buffers() if b.is_floating_point()})
-    return out
+def _resettable(model: nn.Module) -> list[tuple[str, str, Tensor]]:
+    """Parameters and floating-point buffers (not masks or counters): each with its name
+    in `model` and its name without adapters (`lifelong.models.lora.original_name`)."""
+    rename = original_name(model)
+    tensors = [*model.named_parameters()]
+    tensors += [(k, b) for k, b in model.named_buffers() if b.is_floating_point()]
+    return [(k, rename(k), v) for k, v in tensors]
 
 
 def _reset_owner(model: nn.Module, name: str) -> None:

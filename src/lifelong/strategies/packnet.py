@@ -32,8 +32,10 @@ class PackNet(Strategy):
     with a plain SGD loop of its own (lr `post_prune_lr`, momentum 0.9, batch 32, the
     global RNG for the order), and frozen. To predict task `t`, only weights claimed by
     tasks up to `t` are used, so earlier tasks are never forgotten. Biases (and other
-    1-D parameters) are trained with the first task and then frozen, as in the paper; each
-    task's head is only trained with its task.
+    1-D parameters, BatchNorm's affine ones included) are trained with the first task and
+    then frozen, as in the paper; each task's head is only trained with its task. The
+    backbone's buffers (BatchNorm's running statistics) are kept per task at its end and
+    used to predict it, so statistics that later tasks move do not change it.
 
     When to use: task-incremental problems with a fixed-size network, when zero forgetting
     matters and capacity can be split; each task gets fewer free weights than the last.
@@ -50,7 +52,8 @@ class PackNet(Strategy):
     the parameters and one masked copy per step. `predict` is replaced (exclusive hook).
 
     State: `owners_` (one integer tensor per backbone weight matrix, by parameter name),
-    `tasks_` (the task id of each claimed slot, in order).
+    `tasks_` (the task id of each claimed slot, in order), `buffers_` (per slot, the
+    backbone's buffers by name).
     """
 
     scenarios = ("task",)
@@ -69,6 +72,7 @@ class PackNet(Strategy):
         self.post_prune_lr = post_prune_lr
         self.owners_: dict[str, Tensor] = {}
         self.tasks_: list[int] = []
+        self.buffers_: list[dict[str, Tensor]] = []
         self._keep: dict[str, tuple[Tensor, Tensor]] = {}  # name -> (trainable mask, values)
 
     @staticmethod
@@ -133,6 +137,7 @@ class PackNet(Strategy):
         self._freeze_all_but(mh, experience.task, slot=slot, first=slot == 0)
         self._retrain(mh, experience)
         self.tasks_.append(experience.task)
+        self.buffers_.append({n: b.detach().clone() for n, b in mh.backbone.named_buffers()})
         self._keep = {}
 
     def _retrain(self, model: MultiHead, experience: Experience) -> None:
@@ -151,13 +156,18 @@ class PackNet(Strategy):
                 self.after_step(model)
 
     def _weights_for(self, model: MultiHead, task: int) -> dict[str, Tensor]:
-        """Backbone weights restricted to the slots of tasks up to `task`."""
+        """Backbone weights restricted to the slots of tasks up to `task`, and the buffers
+        (BatchNorm statistics) kept at the end of `task`."""
         last = self.tasks_.index(task) if task in self.tasks_ else len(self.tasks_) - 1
         params = dict(model.backbone.named_parameters())
-        return {
+        out = {
             "backbone." + n: params[n] * ((owner != FREE) & (owner <= last)).to(params[n].device)
             for n, owner in self.owners_.items()
         }
+        if 0 <= last < len(self.buffers_):
+            device = next(model.parameters()).device
+            out.update({"backbone." + n: b.to(device) for n, b in self.buffers_[last].items()})
+        return out
 
     def predict(self, model: nn.Module, x: Tensor, t: Tensor) -> Tensor:
         mh = self._check(model)
@@ -172,8 +182,10 @@ class PackNet(Strategy):
         return {
             "owners_": {n: o.clone() for n, o in self.owners_.items()},
             "tasks_": list(self.tasks_),
+            "buffers_": [{n: b.clone() for n, b in d.items()} for d in self.buffers_],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.owners_ = {n: o.long() for n, o in state.get("owners_", {}).items()}
         self.tasks_ = [int(t) for t in state.get("tasks_", [])]
+        self.buffers_ = [dict(d) for d in state.get("buffers_", [])]
