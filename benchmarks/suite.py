@@ -26,12 +26,12 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from plain import plain  # noqa: E402
 
+from lifelong.config import TrainConfig  # noqa: E402
 from lifelong.data import Stream, get_benchmark  # noqa: E402
 from lifelong.experiment.compare import run_all  # noqa: E402
 from lifelong.experiment.run import RunConfig  # noqa: E402
-from lifelong.models import build_model  # noqa: E402
-from lifelong.strategies import build_strategies, registry  # noqa: E402
-from lifelong.train import Evaluator, TrainConfig, train_experience  # noqa: E402
+from lifelong.learner import Learner, Result  # noqa: E402
+from lifelong.strategies import registry  # noqa: E402
 
 #: the plain loop each strategy is compared with (its own extra work), others: naive
 REFERENCE = {
@@ -65,24 +65,17 @@ def timed_lifelong(
 ) -> tuple[float, list[float], list[float]]:
     """One lifelong run: (seconds, per-experience training seconds, last accuracy row)."""
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    strategies = build_strategies(spec)
-    model = build_model(model_name, stream).to(device)
-    ev = Evaluator(stream)
-    ev.row(model, strategies)
     cfg = TrainConfig(epochs=2, batch_size=32, lr=0.01, momentum=0.9)
-    opt, per_exp, row = None, [], []
-    whole = any(s.sees_whole_stream for s in strategies)
-    for i, e in enumerate(stream):
-        seen = stream.experiences if whole else stream.experiences[: i + 1]
-        t1 = time.perf_counter()
-        model, opt = train_experience(model, strategies, e, seen, opt, cfg, gen)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        per_exp.append(time.perf_counter() - t1)
-        row = ev.row(model, strategies)
-    return time.perf_counter() - t0, per_exp, row
+    learner = Learner(
+        model_name, spec, config=cfg, scenario=stream.scenario, device=device, seed=seed
+    )
+    per_exp: list[float] = []
+
+    def timing(learner: Learner, result: Result) -> None:
+        per_exp.append(result.train_seconds - sum(per_exp))
+
+    result = learner.fit_stream(stream, timing)
+    return time.perf_counter() - t0, per_exp, result.matrix[-1]
 
 
 def main() -> None:

@@ -8,13 +8,22 @@ import pytest
 from torch import Tensor, nn
 
 from lifelong.spec import parse_one
-from lifelong.strategies import Batch, Strategy, build_strategies, canonical_spec, split_top_level
+from lifelong.strategies import (
+    Batch,
+    Range,
+    Strategy,
+    build_strategies,
+    canonical_spec,
+    split_top_level,
+)
 from lifelong.strategies.registry import STRATEGIES, register
 
 
 @register("test-knobs")
 class Knobs(Strategy):
     """A strategy with one hyper-parameter of each kind (for spec tests)."""
+
+    ranges = {"lambda_": Range(), "mem_size": Range(ge=0)}
 
     def __init__(
         self,
@@ -23,8 +32,6 @@ class Knobs(Strategy):
         mode: Literal["a", "b"] = "a",
         flag: bool = False,
     ) -> None:
-        if mem_size < 0:
-            raise ValueError(f"mem_size must be >= 0, got {mem_size}")
         self.lambda_, self.mem_size, self.mode, self.flag = lambda_, mem_size, mode, flag
 
 

@@ -204,7 +204,7 @@ def test_evaluator_matches_a_manual_loop():
 def test_optimizer_settings_and_errors():
     r = _run("naive", optimizer="adam", lr=0.01)
     assert r["params"]["optimizer"] == "adam" and r["status"] == "ok"
-    with pytest.raises(ValueError, match="optimizer must be one of sgd, adam, got 'rmsprop'"):
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; expected one of sgd, adam"):
         _run("naive", optimizer="rmsprop")
     with pytest.raises(ValueError, match="lr must be a number > 0, got -1"):
         _run("naive", lr=-1.0)

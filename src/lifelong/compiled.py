@@ -41,13 +41,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.weak import WeakIdKeyDictionary
 
 from lifelong.config import TrainConfig, check_compile
-from lifelong.models.functional import forward, trainable
-from lifelong.strategies.base import Batch, Hooks, Strategy
+from lifelong.models.functional import trainable
+from lifelong.strategies.base import Batch, Hooks, Strategy, step_loss
 
 _COMPILED: dict[tuple[str, str], Callable[..., Any]] = {}
 
@@ -235,14 +234,7 @@ def _gradients(
 ) -> tuple[Tensor | None, ...]:
     """Forward, loss and penalties (under bf16 autocast when asked), then the gradients."""
     with torch.autocast(autocast or "cpu", dtype=torch.bfloat16, enabled=autocast is not None):
-        out = forward(model, batch.x, batch.t)
-        loss = (
-            loss_hook.loss(model, batch, out)
-            if loss_hook is not None
-            else F.cross_entropy(out, batch.y)
-        )
-        for s in penalties:
-            loss = loss + s.penalty(model, batch, out)
+        loss = step_loss(model, loss_hook, penalties, batch)
     return torch.autograd.grad(loss, params, allow_unused=True)
 
 

@@ -186,10 +186,12 @@ class Learner:
         *,
         result: Result | None = None,
         progress: Callable[[str], None] | None = None,
+        evaluate: bool = True,
     ) -> Result:
         """Train on each experience of `stream` in turn, evaluating on every experience's
-        test set after each (the accuracy matrix). `on_experience(learner, result)` runs
-        after each experience (a checkpoint); `result` continues an interrupted pass."""
+        test set after each (the accuracy matrix; `evaluate=False` skips it, e.g. while
+        tuning on validation data). `on_experience(learner, result)` runs after each
+        experience (a checkpoint); `result` continues an interrupted pass."""
         if stream.scenario != self.scenario:
             raise ValueError(
                 f"the stream is {stream.scenario!r} but the learner is {self.scenario!r}"
@@ -202,14 +204,15 @@ class Learner:
                 )
         st = result if result is not None else Result()
         wall0 = time.perf_counter() - st.wall_seconds
-        stream = stream.to(self.device)
+        if stream.experiences[0].train.x.device != self.device:
+            stream = stream.to(self.device)
         if self.model is None or not self.seen:
             self.info = _json_info(stream.info)
             self.name = stream.name
         with self._own_rng():
             self._ensure_model(stream, stream=True)
-        evaluator = Evaluator(stream, self.config.eval_batch_size)
-        if not st.baseline:
+        evaluator = Evaluator(stream, self.config.eval_batch_size) if evaluate else None
+        if evaluator is not None and not st.baseline:
             t0 = time.perf_counter()
             st.baseline = evaluator.row(self._model(), self.strategies)
             st.eval_seconds += time.perf_counter() - t0
@@ -231,9 +234,10 @@ class Learner:
             _sync(self.device)
             st.train_seconds += time.perf_counter() - t0
             self._remember(exps[i])
-            t0 = time.perf_counter()
-            st.matrix.append(evaluator.row(self._model(), self.strategies))
-            st.eval_seconds += time.perf_counter() - t0
+            if evaluator is not None:
+                t0 = time.perf_counter()
+                st.matrix.append(evaluator.row(self._model(), self.strategies))
+                st.eval_seconds += time.perf_counter() - t0
             st.next_experience, st.wall_seconds = i + 1, time.perf_counter() - wall0
             if on_experience is not None:
                 on_experience(self, st)

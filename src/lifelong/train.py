@@ -14,14 +14,13 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong.compiled import compiled_step
 from lifelong.config import TrainConfig
 from lifelong.data.experience import Experience, Stream, TensorSet
 from lifelong.models.functional import adapt_model, forward, trainable
-from lifelong.strategies.base import Batch, Hooks, Strategy
+from lifelong.strategies.base import Batch, Hooks, Strategy, step_loss
 
 
 def make_optimizer(
@@ -88,8 +87,7 @@ def train_experience(
     for s in hooks.train_data:
         data = s.train_data(experience, seen)
     n, epochs = len(data), 1 if cfg.online else cfg.epochs
-    autocast = _autocast(cfg, model)
-    step = compiled_step(model, strategies, optimizer, cfg) if cfg.compile else None
+    step = make_step(model, strategies, optimizer, cfg)
     model.train()
     for epoch in range(epochs if n else 0):
         order = torch.randperm(n, generator=generator)
@@ -97,30 +95,51 @@ def train_experience(
             batch = Batch(part.x, part.y, part.t, len(part.y))
             for s in hooks.batch:
                 batch = s.batch(batch)
-            if step is not None:  # the same step as below, compiled
-                step(batch)
-                continue
-            with autocast:
-                out = forward(model, batch.x, batch.t)
-                loss = (
-                    hooks.loss[0].loss(model, batch, out)
-                    if hooks.loss
-                    else F.cross_entropy(out, batch.y)
-                )
-                for s in hooks.penalty:
-                    loss = loss + s.penalty(model, batch, out)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for s in hooks.grads:
-                s.grads(model)
-            optimizer.step()
-            for s in hooks.after_step:
-                s.after_step(model)
+            step(batch)
         if on_epoch is not None:
             on_epoch(epoch + 1, epochs)
     for s in hooks.end:
         s.end(model, experience)
     return model, optimizer
+
+
+Step = Callable[[Batch], None]
+
+
+class EagerStep:
+    """The eager step engine: forward, loss and penalties (`step_loss`), backward, the
+    strategies' `grads` hooks, the optimizer step, their `after_step` hooks. The compiled
+    engine (`lifelong.compiled.CompiledStep`) does the same with the same `step_loss`."""
+
+    def __init__(
+        self, model: nn.Module, hooks: Hooks, optimizer: torch.optim.Optimizer, cfg: TrainConfig
+    ) -> None:
+        self.model, self.hooks, self.optimizer = model, hooks, optimizer
+        self.loss_hook = hooks.loss[0] if hooks.loss else None
+        self.autocast = _autocast(cfg, model)
+
+    def __call__(self, batch: Batch) -> None:
+        with self.autocast:
+            loss = step_loss(self.model, self.loss_hook, self.hooks.penalty, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for s in self.hooks.grads:
+            s.grads(self.model)
+        self.optimizer.step()
+        for s in self.hooks.after_step:
+            s.after_step(self.model)
+
+
+def make_step(
+    model: nn.Module,
+    strategies: Sequence[Strategy],
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+) -> Step:
+    """The step engine the config asks for: compiled (`cfg.compile`, when the hybrid and
+    the optimizer allow it; else a warning) or eager."""
+    step = compiled_step(model, strategies, optimizer, cfg) if cfg.compile else None
+    return step if step is not None else EagerStep(model, Hooks(strategies), optimizer, cfg)
 
 
 def _autocast(cfg: TrainConfig, model: nn.Module) -> contextlib.AbstractContextManager[object]:

@@ -56,7 +56,7 @@ def test_unknown_key_is_refused_with_the_valid_ones(tmp_path):
         ({"eval_batch_size": 0}, ["eval_batch_size must be an integer >= 1 (or null), got 0"]),
         ({"reset_optimizer": "no"}, ["reset_optimizer must be true or false, got 'no'"]),
         ({"online": "yes"}, ["online must be true or false, got 'yes'"]),
-        ({"optimizer": "rmsprop"}, ["optimizer must be one of sgd, adam, got 'rmsprop'"]),
+        ({"optimizer": "rmsprop"}, ["unknown optimizer 'rmsprop'; expected one of sgd, adam"]),
         ({"seeds": [0, "x"]}, ["seeds: expected an integer or a non-empty list of integers"]),
         ({"device": "tpu"}, ["device: expected cpu, cuda, cuda:N or auto, got 'tpu'"]),
         ({"executor": "dask"}, ["executor: expected one of local, ray, got 'dask'"]),

@@ -151,38 +151,39 @@ def make_objective(
     experience, report the mean validation accuracy over all K tuned experiences (for the
     pruner; the last report is the objective)."""
     import optuna
-    import torch
 
-    from lifelong.experiment.run import model_spec, train_config
-    from lifelong.learner import resolve_device
-    from lifelong.models import build_model
+    from lifelong.experiment.run import train_config
+    from lifelong.learner import Learner, Result
     from lifelong.strategies.registry import build_one, canonical_spec
-    from lifelong.train import train_experience
 
     r = config.run
     tcfg = train_config(r, stream)  # the same loop settings as the real run
-    device = resolve_device(r.device)
-    mname, mparams = model_spec(r.model)
+    valid = validation_sets(stream)
 
     def objective(trial: optuna.Trial) -> float:
         strategy = build_one(name, {**fixed, **{p.name: p.suggest(trial) for p in config.params}})
         trial.set_user_attr("spec", canonical_spec([strategy]))
-        strategies = [strategy] if strategy.name != "naive" else []
-        torch.manual_seed(r.seed)
-        gen = torch.Generator().manual_seed(r.seed)
-        model = build_model(mname, stream, head=r.head, **mparams).to(device)
-        valid = validation_sets(stream)
-        optimizer, value = None, 0.0
-        for i, exp in enumerate(stream.experiences):
-            whole = any(s.sees_whole_stream for s in strategies)
-            seen = stream.experiences if whole else stream.experiences[: i + 1]
-            model, optimizer = train_experience(model, strategies, exp, seen, optimizer, tcfg, gen)
-            accs = [validation_accuracy(model, strategies, v) for v in valid]
-            value = sum(accs) / len(accs)
-            trial.report(value, i)
+        learner = Learner(
+            r.model,
+            [strategy],
+            config=tcfg,
+            scenario=stream.scenario,
+            head=r.head,
+            device=r.device,
+            seed=r.seed,
+        )
+        scores: list[float] = []
+
+        def report(learner: Learner, result: Result) -> None:
+            accs = [validation_accuracy(learner.model, learner.strategies, v) for v in valid]
+            scores.append(sum(accs) / len(accs))
+            trial.report(scores[-1], result.next_experience - 1)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after experience {i}: {value:.4f}")
-        return value
+                i = result.next_experience - 1
+                raise optuna.TrialPruned(f"pruned after experience {i}: {scores[-1]:.4f}")
+
+        learner.fit_stream(stream, report, evaluate=False)
+        return scores[-1] if scores else 0.0
 
     return objective
 

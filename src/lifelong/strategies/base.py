@@ -8,10 +8,8 @@ learned state lives in attributes ending in `_` and round-trips through `state_d
 
 from __future__ import annotations
 
-import functools
 import inspect
-import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -21,7 +19,7 @@ from torch import Tensor, nn
 from lifelong.data.experience import Experience, TensorSet
 from lifelong.models.functional import forward
 from lifelong.spec import format_value, spec_name
-from lifelong.strategies.ranges import Range, validate
+from lifelong.strategies.ranges import Range, checked_init
 
 #: Hooks a hybrid may override at most once: two strategies that both replace the
 #: training data, the loss, the gradients or the prediction cannot be combined.
@@ -81,7 +79,7 @@ class Strategy:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
-            cls.__init__ = _checked_init(cls.__dict__["__init__"])  # type: ignore[method-assign]
+            cls.__init__ = checked_init(cls.__dict__["__init__"])  # type: ignore[method-assign]
         own = cls.__dict__.get("ranges", {})
         unknown = sorted(set(own) - set(cls.param_names()))
         if unknown:
@@ -175,35 +173,6 @@ class Strategy:
         return f"<{canonical_spec([self])}>"
 
 
-def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
-    """Wrap constructor `init` to validate its arguments first (once: only the constructor
-    of the instance's own class checks, with that class's `ranges`)."""
-    sig = inspect.signature(init)
-    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    named = [n for n, p in list(sig.parameters.items())[1:] if p.kind in plain]
-
-    @functools.cache
-    def hints() -> dict[str, Any]:
-        try:
-            return typing.get_type_hints(init)
-        except NameError:
-            return {}
-
-    @functools.wraps(init)
-    def wrapper(self: Strategy, *args: Any, **kwargs: Any) -> None:
-        if type(self).__init__ is not wrapper:
-            return init(self, *args, **kwargs)
-        try:
-            bound = sig.bind(self, *args, **kwargs)
-        except TypeError:
-            return init(self, *args, **kwargs)  # let Python say what is wrong
-        given = {k: v for k, v in bound.arguments.items() if k in named}
-        bound.arguments.update(validate(self.name, given, hints(), type(self).ranges))
-        return init(*bound.args, **bound.kwargs)
-
-    return wrapper
-
-
 def canonical_spec(strategies: list[Strategy]) -> str:
     """Names as registered, parameters sorted, only those that differ from their default."""
     if not strategies:
@@ -236,3 +205,20 @@ class Hooks:
     after_step: list[Strategy]
     end: list[Strategy]
     predict: list[Strategy]
+
+
+def step_loss(
+    model: nn.Module, loss_hook: Strategy | None, penalties: Sequence[Strategy], batch: Batch
+) -> Tensor:
+    """The loss of one training step, written once for every step engine: the model's
+    outputs on the batch, the loss (a strategy's `loss`, else cross-entropy) and every
+    strategy's `penalty`."""
+    out = forward(model, batch.x, batch.t)
+    loss = (
+        loss_hook.loss(model, batch, out)
+        if loss_hook is not None
+        else torch.nn.functional.cross_entropy(out, batch.y)
+    )
+    for s in penalties:
+        loss = loss + s.penalty(model, batch, out)
+    return loss

@@ -8,11 +8,11 @@ In the spirit of scikit-learn's `check_estimator`: a few seconds on tiny synthet
 naming the failed check, one of `CHECKS`:
 
 * `registered`: registered under its name, with a docstring, serving known scenarios;
-* `params`: hyper-parameters stored under their names, plain values, and they round-trip
-  through `clone` and through `canonical_spec` re-parsed by `build_strategies`;
 * `ranges`: every numeric hyper-parameter declares a `Range` that holds its default, and an
   out-of-range value (or a choice outside its `Literal`) is refused, directly and from a
   spec, with one `name: ` prefix;
+* `params`: hyper-parameters stored under their names, plain values, and they round-trip
+  through `clone` and through `canonical_spec` re-parsed by `build_strategies`;
 * `scenarios`: trains on 3 experiences in each scenario it serves; weights stay finite;
 * `state_dict`: holds only tensors, numbers, strings, bools, None and lists/tuples/dicts
   of them, round-trips through `lifelong.serialize` and loads into a fresh instance;
@@ -47,9 +47,8 @@ from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import build_one, build_strategies, registry
 from lifelong.train import Evaluator, train_experience
 
-CHECKS = ("registered", "params", "ranges", "scenarios", "state_dict", "determinism", "resume")
+CHECKS = ("registered", "ranges", "params", "scenarios", "state_dict", "determinism", "resume")
 PLAIN = (bool, int, float, str, type(None))
-_CONFIG = dict(epochs=1, batch_size=8, lr=0.05, momentum=0.0)
 
 
 class StrategyCheckError(AssertionError):
@@ -97,31 +96,14 @@ def _registered(s: Strategy) -> None:
     assert cls.scenarios and not unknown, f"scenarios {cls.scenarios!r}: expected {SCENARIOS}"
 
 
-def _params(s: Strategy) -> None:
-    params = s.get_params()
-    for k, v in params.items():
-        values = v if isinstance(v, tuple) else (v,)
-        assert all(isinstance(x, PLAIN) for x in values), (
-            f"hyper-parameter {k}={v!r}: expected plain values (numbers, str, bool, None, tuples)"
-        )
-    c = s.clone()
-    assert type(c) is type(s) and c is not s, "clone() must return a new instance"
-    assert c.get_params() == params, f"clone() has {c.get_params()}, expected {params}"
-    spec = canonical_spec([s])
-    built = build_strategies(spec) if s.name != "naive" else [s]
-    assert len(built) == 1 and type(built[0]) is type(s), f"spec {spec!r} builds {built}"
-    assert built[0].get_params() == params, (
-        f"spec {spec!r} gives {built[0].get_params()}, expected {params}"
-    )
-
-
 def _bad_value(r: Range, integer: bool) -> float:
     """A value just outside range `r` (an integer for an integer parameter)."""
-    if r.ge is not None or r.gt is not None:
-        low = r.ge - 1 if r.ge is not None else r.gt
-        return math.floor(low) if integer else low  # type: ignore[arg-type]
+    low = r.ge - 1 if r.ge is not None else r.gt
+    if low is not None:
+        return math.floor(low) if integer else low
     high = r.le + 1 if r.le is not None else r.lt
-    return math.ceil(high) if integer else high  # type: ignore[arg-type]
+    assert high is not None
+    return math.ceil(high) if integer else high
 
 
 def _ranges(s: Strategy) -> None:
@@ -134,7 +116,7 @@ def _ranges(s: Strategy) -> None:
             raise AssertionError(f"{key} is numeric but {cls.__name__}.ranges declares no Range")
         if arg in cls.ranges:
             r = cls.ranges[arg]
-            ok = default is None or isinstance(default, inspect.Parameter) or default in r
+            ok = default is None or default is inspect.Parameter.empty or default in r
             assert ok, f"the default {key}={default!r} is outside its range ({r.describe()})"
             if r != Range():
                 _refused(s, arg, _bad_value(r, int in numeric and float not in numeric))
@@ -155,12 +137,31 @@ def _refused(s: Strategy, arg: str, bad: Any) -> None:
             make()
         except ValueError as e:
             msg = str(e)
-            assert msg.startswith(f"{s.name}: {key}") and f"{s.name}: {s.name}" not in msg, (
+            once = msg.startswith(f"{s.name}: {key}") and f"{s.name}: {s.name}:" not in msg
+            assert once, (
                 f"{key}={bad!r} ({how}) raised {msg!r}; expected '{s.name}: {key} ...' "
                 "with one prefix"
             )
         else:
             raise AssertionError(f"{key}={bad!r} is out of range but was accepted ({how})")
+
+
+def _params(s: Strategy) -> None:
+    params = s.get_params()
+    for k, v in params.items():
+        values = v if isinstance(v, tuple) else (v,)
+        assert all(isinstance(x, PLAIN) for x in values), (
+            f"hyper-parameter {k}={v!r}: expected plain values (numbers, str, bool, None, tuples)"
+        )
+    c = s.clone()
+    assert type(c) is type(s) and c is not s, "clone() must return a new instance"
+    assert c.get_params() == params, f"clone() has {c.get_params()}, expected {params}"
+    spec = canonical_spec([s])
+    built = build_strategies(spec) if s.name != "naive" else [s]
+    assert len(built) == 1 and type(built[0]) is type(s), f"spec {spec!r} builds {built}"
+    assert built[0].get_params() == params, (
+        f"spec {spec!r} gives {built[0].get_params()}, expected {params}"
+    )
 
 
 # -- training ------------------------------------------------------------------------------
@@ -179,7 +180,8 @@ def _fresh_model(stream: Stream, seed: int) -> nn.Module:
 
 def _train(s: Strategy, model: nn.Module, stream: Stream, exps: range, seed: int) -> nn.Module:
     """Train `exps` of `stream` from a reseeded RNG (a resumed run reseeds the same way)."""
-    cfg, gen = TrainConfig(**_CONFIG), torch.Generator().manual_seed(seed)  # type: ignore[arg-type]
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.05, momentum=0.0)
+    gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     opt = None
     for i in exps:
@@ -216,7 +218,7 @@ def check_plain(value: Any, where: str = "state") -> None:
             assert isinstance(k, (str, int)), f"{where}: key {k!r} is not a str/int"
             check_plain(v, f"{where}.{k}")
         return
-    raise AssertionError(f"{where} holds a {type(value).__name__}; expected tensors and plain values")
+    raise AssertionError(f"{where} holds a {type(value).__name__}; expected tensors, plain values")
 
 
 def assert_same(a: Any, b: Any, where: str) -> None:

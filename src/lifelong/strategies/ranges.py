@@ -14,8 +14,11 @@ and the spec `ewc(lambda=-1)` are refused alike: "ewc: lambda must be >= 0, got 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
@@ -133,4 +136,33 @@ def validate(
     return out
 
 
-__all__ = ["ParamError", "Range", "coerce", "validate"]
+def checked_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap strategy constructor `init` to `validate` its arguments first (once: only the
+    constructor of the instance's own class checks, with that class's `ranges`)."""
+    sig = inspect.signature(init)
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    named = [n for n, p in list(sig.parameters.items())[1:] if p.kind in plain]
+
+    @functools.cache
+    def hints() -> dict[str, Any]:
+        try:
+            return typing.get_type_hints(init)
+        except NameError:
+            return {}
+
+    @functools.wraps(init)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        if type(self).__init__ is not wrapper:
+            return init(self, *args, **kwargs)
+        try:
+            bound = sig.bind(self, *args, **kwargs)
+        except TypeError:
+            return init(self, *args, **kwargs)  # let Python say what is wrong
+        given = {k: v for k, v in bound.arguments.items() if k in named}
+        bound.arguments.update(validate(self.name, given, hints(), type(self).ranges))
+        return init(*bound.args, **bound.kwargs)
+
+    return wrapper
+
+
+__all__ = ["ParamError", "Range", "checked_init", "coerce", "validate"]
