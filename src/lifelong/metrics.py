@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 Matrix = Sequence[Sequence[float]]
 
-#: The figures of a `results.json` row (DESIGN.md): metrics of the matrix, then costs.
+#: The figures of a `results.json` row (docs/architecture.md): metrics of the matrix, then costs.
 ROW_FIGURES = (
     "final_average_accuracy",
     "average_forgetting",

@@ -1,7 +1,7 @@
 """One run: a benchmark (or stream), a scenario, a strategy spec, a model and a seed.
 
 `run(config)` trains through the stream, fills the accuracy matrix and returns one row of
-`results.json` (see DESIGN.md). Failures are caught by the executor, not here.
+`results.json` (see docs/architecture.md). Failures are caught by the executor, not here.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def results_row(
     tcfg: TrainConfig,
     st: Result,
 ) -> dict[str, Any]:
-    """The run's `results.json` row (DESIGN.md), metrics computed from the matrix."""
+    """The run's `results.json` row (docs/architecture.md), metrics computed from the matrix."""
     matrix = st.matrix
     figures = st.metrics()
     params = {

@@ -2,7 +2,7 @@
 
 Layout of `out/`:
 
-* `results.json`: the DESIGN.md contract (provenance, then one row per run of the sweep);
+* `results.json`: the contract of docs/architecture.md (provenance, then one row per run of the sweep);
 * `results.csv`, `results.parquet`: the same rows as a flat table (`params.*` columns, the
   accuracy matrix as JSON text, plus `run_key`), readable by `pandas.read_csv/read_parquet`;
 * `experiment.json`: the checked experiment config the sweep ran;

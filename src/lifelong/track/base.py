@@ -1,6 +1,6 @@
 """The `Tracker` interface and what every tracker logs for one run of `results.json`.
 
-A tracker receives one results row (see DESIGN.md) and the file's top-level provenance,
+A tracker receives one results row (see docs/architecture.md) and the file's top-level provenance,
 and logs, for each run:
 
 * parameters: benchmark, scenario, strategy, seed, run_id, status, every entry of
