@@ -26,4 +26,4 @@ def test_python_api_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         exec(compile(block, str(README), "exec"), scope)  # noqa: S102 - our own README
     assert os.path.isfile(tmp_path / "models" / "digits" / "meta.json")
     learner = scope["learner"]
-    assert getattr(learner, "classes") == tuple(range(8))
+    assert learner.classes == tuple(range(8))

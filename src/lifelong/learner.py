@@ -51,6 +51,59 @@ ModelArg = nn.Module | str | Callable[..., nn.Module]
 OnExperience = Callable[["Learner", "Result"], None]
 
 
+OnEpoch = Callable[[int, int], None]
+
+
+def stream_loop(
+    experiences: Sequence[Experience],
+    past: Sequence[Experience],
+    whole: bool,
+    train: Callable[[Experience, list[Experience], OnEpoch], None],
+    evaluate: Callable[[], list[list[float]]] | None,
+    results: Sequence[Result],
+    after: Callable[[int], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+    device: torch.device | None = None,
+) -> None:
+    """The one stream loop: train each remaining experience (`train(experience, seen,
+    on_epoch)`, where `seen` is `past` plus the stream's experiences so far, or all of them
+    for strategies that see the whole stream), then fill a row of each accuracy matrix
+    (`evaluate()` returns one row per model: one for a `Learner`, S for S stacked runs),
+    timing both into `results`; `after(i)` runs after experience i (a checkpoint).
+    Continues from `results[0].next_experience`."""
+    wall0 = time.perf_counter() - results[0].wall_seconds
+    if evaluate is not None and not results[0].baseline:
+        t0 = time.perf_counter()
+        baseline = evaluate()
+        for r, row in zip(results, baseline):
+            r.baseline = row
+            r.eval_seconds += time.perf_counter() - t0
+    T = len(experiences)
+    for i in range(results[0].next_experience, T):
+        seen = [*past, *(experiences if whole else experiences[: i + 1])]
+
+        def on_epoch(e: int, n: int, i: int = i) -> None:
+            if progress:
+                progress(f"experience {i + 1}/{T} epoch {e}/{n}")
+
+        t0 = time.perf_counter()
+        train(experiences[i], seen, on_epoch)
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        spent = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rows = evaluate() if evaluate is not None else [[] for _ in results]
+        spent_eval = time.perf_counter() - t0
+        for r, row in zip(results, rows):
+            r.train_seconds += spent
+            if evaluate is not None:
+                r.matrix.append(row)
+                r.eval_seconds += spent_eval
+            r.next_experience, r.wall_seconds = i + 1, time.perf_counter() - wall0
+        if after is not None:
+            after(i)
+
+
 class Learner:
     """A model plus its continual-learning state (strategies, optimizer, random state,
     the classes and tasks seen), learning one experience at a time.
@@ -203,7 +256,6 @@ class Learner:
                     f"not {stream.scenario!r}"
                 )
         st = result if result is not None else Result()
-        wall0 = time.perf_counter() - st.wall_seconds
         if stream.experiences[0].train.x.device != self.device:
             stream = stream.to(self.device)
         if self.model is None or not self.seen:
@@ -212,42 +264,36 @@ class Learner:
         with self._own_rng():
             self._ensure_model(stream, stream=True)
         evaluator = Evaluator(stream, self.config.eval_batch_size) if evaluate else None
-        if evaluator is not None and not st.baseline:
-            t0 = time.perf_counter()
-            st.baseline = evaluator.row(self._model(), self.strategies)
-            st.eval_seconds += time.perf_counter() - t0
         offset = len(self.seen) - st.next_experience
         exps = [e if not offset else replace(e, index=e.index + offset) for e in stream]
-        whole = any(s.sees_whole_stream for s in self.strategies)
-        T = len(exps)
-        for i in range(st.next_experience, T):
-            past = self.seen[:offset] if offset else []
-            seen = [*past, *(exps if whole else exps[: i + 1])]
 
-            def on_epoch(e: int, n: int, i: int = i) -> None:
-                if progress:
-                    progress(f"experience {i + 1}/{T} epoch {e}/{n}")
-
-            t0 = time.perf_counter()
+        def train(exp: Experience, seen: list[Experience], on_epoch: OnEpoch) -> None:
             with self._own_rng():
-                self._train(exps[i], seen, on_epoch)
-            _sync(self.device)
-            st.train_seconds += time.perf_counter() - t0
-            self._remember(exps[i])
-            if evaluator is not None:
-                t0 = time.perf_counter()
-                st.matrix.append(evaluator.row(self._model(), self.strategies))
-                st.eval_seconds += time.perf_counter() - t0
-            st.next_experience, st.wall_seconds = i + 1, time.perf_counter() - wall0
-            if on_experience is not None:
-                on_experience(self, st)
+                self._train(exp, seen, on_epoch)
+            self._remember(exp)
+
+        def rows() -> list[list[float]]:
+            assert evaluator is not None
+            return [evaluator.row(self._model(), self.strategies)]
+
+        stream_loop(
+            exps,
+            self.seen[:offset],
+            any(s.sees_whole_stream for s in self.strategies),
+            train,
+            rows if evaluate else None,
+            [st],
+            None if on_experience is None else lambda i: on_experience(self, st),
+            progress,
+            self.device,
+        )
         return st
 
     def _train(
         self,
         exp: Experience,
         seen: Sequence[Experience],
-        on_epoch: Callable[[int, int], None] | None = None,
+        on_epoch: OnEpoch | None = None,
     ) -> None:
         self.model, self.optimizer = train_experience(
             self._model(),
@@ -468,9 +514,4 @@ def _json_info(info: dict[str, object]) -> dict[str, Any]:
     return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-__all__ = ["LearnSummary", "Learner", "Result", "resolve_device"]
+__all__ = ["LearnSummary", "Learner", "Result", "resolve_device", "stream_loop"]

@@ -91,12 +91,9 @@ def predict_file(
     Flat rows (CSV) are reshaped to the model's input shape. Returns the number of rows.
     """
     x, t = read_inputs(data)
-    if (
-        x.ndim == 2
-        and len(predictor.input_shape) > 1
-        and x.shape[1] == math.prod(predictor.input_shape)
-    ):
-        x = x.reshape(len(x), *predictor.input_shape)
+    shape = predictor.input_shape or ()
+    if x.ndim == 2 and len(shape) > 1 and x.shape[1] == math.prod(shape):
+        x = x.reshape(len(x), *shape)
     tasks: int | np.ndarray | None = task if task is not None else t
     if predictor.scenario != "task" and task is None:
         tasks = None  # task ids in a file are only used by task-scenario models

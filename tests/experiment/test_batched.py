@@ -9,22 +9,36 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from lifelong.config import TrainConfig
 from lifelong.data import get_benchmark
-from lifelong.experiment.batched import StackedMLP, logit_gradient, lr_groups, run_batched
-from lifelong.experiment.run import RunConfig, run
+from lifelong.data.experience import Stream
+from lifelong.experiment.batched import (
+    StackedMLP,
+    logit_gradient,
+    lr_groups,
+    run_batched,
+    train_batched,
+)
+from lifelong.experiment.run import RunConfig, run_learner
 from lifelong.models import build_model
 
 TIMING = {"train_seconds", "eval_seconds", "wall_seconds", "peak_memory_mb"}
 
 
-def assert_same_run(batched: dict[str, Any], single: dict[str, Any]) -> None:
-    """Same accuracy matrix, metrics, ids and params; same trained weights, bit for bit."""
-    assert set(batched) == set(single) | {"batched_runs"}
-    for key in set(single) - TIMING - {"_model", "_strategies"}:
-        assert batched[key] == single[key], key
-    want, got = single["_model"].state_dict(), batched["_model"].state_dict()
+def assert_same_run(
+    batched: tuple[nn.Module, dict[str, Any]], config: RunConfig, stream: Stream
+) -> None:
+    """Same accuracy matrix, metrics, ids and params as `run(config)`; same trained
+    weights, bit for bit."""
+    learner, single = run_learner(config, stream)
+    model, row = batched
+    assert set(row) == set(single) | {"batched_runs"}
+    for key in set(single) - TIMING:
+        assert row[key] == single[key], key
+    assert learner.model is not None
+    want, got = learner.model.state_dict(), model.state_dict()
     assert want.keys() == got.keys()
     for name in want:
         assert torch.equal(want[name], got[name]), name
@@ -40,11 +54,11 @@ def test_batched_rows_equal_separate_runs(scenario: str, strategy: str) -> None:
         benchmark="synthetic", scenario=scenario, strategy=strategy, train=TrainConfig(epochs=2)
     )
     seeds = [3, 0, 7]
-    rows = run_batched(config, seeds, stream)
+    models, rows = train_batched(config, seeds, stream)
     assert [r["seed"] for r in rows] == seeds
     assert all(r["batched_runs"] == 3 for r in rows)
-    for seed, row in zip(seeds, rows):
-        assert_same_run(row, run(replace(config, seed=seed), stream))
+    for seed, pair in zip(seeds, zip(models, rows)):
+        assert_same_run(pair, replace(config, seed=seed), stream)
     assert len({str(r["accuracy_matrix"]) for r in rows}) == 3  # the seeds really differ
 
 
@@ -54,22 +68,20 @@ def test_per_run_learning_rates_match_separate_runs() -> None:
         benchmark="synthetic", strategy="naive", train=TrainConfig(epochs=1, weight_decay=1e-3)
     )
     seeds, lrs = [0, 1, 0, 2], [0.1, 0.01, 0.01, 0.1]
-    rows = run_batched(config, seeds, stream, lrs=lrs)
-    for seed, lr, row in zip(seeds, lrs, rows):
-        assert row["params"]["lr"] == lr
-        assert_same_run(
-            row, run(replace(config, seed=seed, train=config.train.replace(lr=lr)), stream)
-        )
+    models, rows = train_batched(config, seeds, stream, lrs=lrs)
+    for seed, lr, pair in zip(seeds, lrs, zip(models, rows)):
+        assert pair[1]["params"]["lr"] == lr
+        assert_same_run(pair, replace(config, seed=seed, train=config.train.replace(lr=lr)), stream)
     assert rows[0]["run_id"] != rows[2]["run_id"]  # same seed, other lr: another run
 
 
 def test_momentum_free_sgd_and_online_streams() -> None:
     stream = replace(get_benchmark("synthetic", "class"), online=True)
     config = RunConfig(benchmark="synthetic", strategy="naive", train=TrainConfig(momentum=0.0))
-    rows = run_batched(config, [1, 2], stream)
-    for seed, row in zip([1, 2], rows):
-        assert row["params"]["online"] is True and row["params"]["batch_size"] == 10
-        assert_same_run(row, run(replace(config, seed=seed), stream))
+    models, rows = train_batched(config, [1, 2], stream)
+    for seed, pair in zip([1, 2], zip(models, rows)):
+        assert pair[1]["params"]["online"] is True and pair[1]["params"]["batch_size"] == 10
+        assert_same_run(pair, replace(config, seed=seed), stream)
 
 
 def test_stacked_gradients_equal_autograd_of_each_model() -> None:
@@ -138,7 +150,8 @@ def test_reference_protocol_on_split_mnist_matches_separate_runs() -> None:
     stream = get_benchmark("split-mnist-5k", "class")
     config = RunConfig(strategy="naive")  # the reference protocol
     seeds = [0, 1, 2, 3]
-    rows = run_batched(config, seeds, stream)
-    for seed, row in zip(seeds, rows):
-        assert_same_run(row, run(replace(config, seed=seed), stream))
+    models, rows = train_batched(config, seeds, stream)
+    for seed, pair in zip(seeds, zip(models, rows)):
+        assert_same_run(pair, replace(config, seed=seed), stream)
+        row = pair[1]
         assert 0.15 < row["final_average_accuracy"] < 0.3  # naive forgets in class-IL

@@ -53,7 +53,7 @@ from lifelong.experiment.run import (
     train_config,
 )
 from lifelong.learner import Result as RunState
-from lifelong.learner import resolve_device
+from lifelong.learner import resolve_device, stream_loop
 from lifelong.strategies.base import Strategy
 from lifelong.train import Evaluator
 
@@ -309,6 +309,17 @@ def run_batched(
     *,
     lrs: Sequence[float] | None = None,
 ) -> list[dict[str, Any]]:
+    """The rows of `train_batched` (without the trained models)."""
+    return train_batched(config, seeds, stream, lrs=lrs)[1]
+
+
+def train_batched(
+    config: RunConfig,
+    seeds: Sequence[int],
+    stream: Stream | None = None,
+    *,
+    lrs: Sequence[float] | None = None,
+) -> tuple[list[nn.Module], list[dict[str, Any]]]:
     """Train `len(seeds)` runs of `config` together; return one `results.json` row per run,
     in the order of `seeds`, each the row `run(config)` returns for that seed (and lr:
     `replace(config, seed=seed, train=config.train.replace(lr=lr))`).
@@ -316,8 +327,8 @@ def run_batched(
     `lrs` (optional, one per seed) gives each run its own learning rate: a sweep over
     seeds x learning rates is `seeds=[0, 0, 1, 1], lrs=[0.01, 0.1, 0.01, 0.1]`. The time
     columns are the shared totals divided by the number of runs (`batched_runs` says how
-    many shared them); `peak_memory_mb` is the process's. Each row's `_model` holds that
-    run's trained model.
+    many shared them); `peak_memory_mb` is the process's. Returns the trained models (one
+    per run, in the order of `seeds`) and the rows.
     """
     from lifelong.data.benchmarks import fingerprint
     from lifelong.strategies.registry import canonical_spec
@@ -337,24 +348,25 @@ def run_batched(
     net = StackedMLP.stack(models)
     gens = [torch.Generator().manual_seed(configs[i].seed) for i in perm]
     groups = lr_groups([configs[i].train.lr for i in perm])
-    baseline, matrices, train_s, eval_s = _train_and_evaluate(
+    results = _train_and_evaluate(
         net, stream, strategies, tcfg, StackedSGD(groups, tcfg.momentum, tcfg.weight_decay), gens
     )
+    train_s, eval_s = results[0].train_seconds, results[0].eval_seconds
     _unstack(net, models)
     spec, S = canonical_spec(strategies), len(configs)
     shared = {"train_seconds": train_s / S, "eval_seconds": eval_s / S, "batched_runs": S}
     wall, peak = (time.perf_counter() - wall0) / S, peak_memory_mb()
     rows: dict[int, dict[str, Any]] = {}
+    trained: dict[int, nn.Module] = {}
     for k, i in enumerate(perm):
-        state = RunState(matrix=matrices[k], baseline=baseline[k])
+        state = results[k]
         own = tcfg.replace(lr=configs[i].train.lr)  # the row records the run's own lr
         row = results_row(
             configs[i], run_id(configs[i], spec, fp), fp, stream, strategies, own, state
         )
         row.update(shared, wall_seconds=wall, peak_memory_mb=peak)
-        row.update(_model=models[k], _strategies=[s.clone() for s in strategies])
-        rows[i] = row
-    return [rows[i] for i in range(S)]
+        rows[i], trained[i] = row, models[k]
+    return [trained[i] for i in range(S)], [rows[i] for i in range(S)]
 
 
 def _train_and_evaluate(
@@ -364,31 +376,30 @@ def _train_and_evaluate(
     tcfg: TrainConfig,
     optimizer: StackedSGD,
     gens: Sequence[torch.Generator],
-) -> tuple[list[list[float]], list[list[list[float]]], float, float]:
-    """Train all runs through the stream, evaluating after each experience: the untrained
-    accuracies (one row per run), the accuracy matrices, train and eval seconds."""
-    device = net.weights[0].device
+) -> list[RunState]:
+    """Train all runs through the stream with the one stream loop (`stream_loop`),
+    evaluating after each experience: one result per run (untrained accuracies, accuracy
+    matrix; train and eval seconds are the shared totals)."""
     evaluator = BatchedEvaluator(stream, tcfg.eval_batch_size)
-    t0 = time.perf_counter()
-    baseline = evaluator.rows(net)
-    matrices: list[list[list[float]]] = [[] for _ in baseline]
-    eval_s, train_s = time.perf_counter() - t0, 0.0
-    sees_all = any(s.sees_whole_stream for s in strategies)
     epochs = 1 if tcfg.online else tcfg.epochs
-    for i, exp in enumerate(stream.experiences):
-        seen = stream.experiences if sees_all else stream.experiences[: i + 1]
-        t0 = time.perf_counter()
+
+    def train(exp: Experience, seen: list[Experience], on_epoch: object) -> None:
         data = _train_data(strategies, exp, seen)
         optimizer.reset()  # a fresh optimizer per experience, as `reset_optimizer=True`
         train_experience_batched(net, data, optimizer, gens, epochs, tcfg.batch_size)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_s += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for matrix, accs in zip(matrices, evaluator.rows(net)):
-            matrix.append(accs)
-        eval_s += time.perf_counter() - t0
-    return baseline, matrices, train_s, eval_s
+
+    results = [RunState() for _ in gens]
+    whole = any(s.sees_whole_stream for s in strategies)
+    stream_loop(
+        stream.experiences,
+        [],
+        whole,
+        train,
+        lambda: evaluator.rows(net),
+        results,
+        device=net.weights[0].device,
+    )
+    return results
 
 
 def _train_data(

@@ -175,6 +175,7 @@ def make_objective(
         scores: list[float] = []
 
         def report(learner: Learner, result: Result) -> None:
+            assert learner.model is not None
             accs = [validation_accuracy(learner.model, learner.strategies, v) for v in valid]
             scores.append(sum(accs) / len(accs))
             trial.report(scores[-1], result.next_experience - 1)
