@@ -226,3 +226,20 @@ def test_saved_after_two_experiences_continues_bit_for_bit_in_a_fresh_process(
         assert got[name] == expected[name].tolist(), name
         loaded = torch.load(folders[name] + ".weights", weights_only=True)
         assert _same(dict(weights[name]), dict(loaded)), name
+
+
+def test_a_runs_saved_model_goes_on_learning(tmp_path: Path) -> None:
+    import lifelong
+    from lifelong.experiment.run import RunConfig, run
+
+    stream = five_experiences("class")
+    cfg = RunConfig(
+        benchmark="blobs", strategy="replay(mem_size=30)", model="mlp(hidden=(16,))", train=FAST
+    )
+    row = run(cfg, stream=stream, run_dir=tmp_path / "run")
+    learner = lifelong.load(tmp_path / "run")
+    assert learner.classes == tuple(range(10)) and learner.optimizer is not None
+    assert learner.evaluate(stream) == row["accuracy_matrix"][-1]
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    learner.learn(stream[0].train.x, stream[0].train.y)
+    assert not _same(before, learner.model.state_dict())
