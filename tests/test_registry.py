@@ -114,3 +114,30 @@ def test_registry_lists_baselines():
     names = set(registry())
     assert {"naive", "joint", "cumulative"} <= names
     assert STRATEGIES["naive"].name == "naive"
+
+
+def test_ranges_are_checked_once_for_direct_construction_and_specs():
+    from lifelong.strategies.derpp import DERpp
+    from lifelong.strategies.ewc import EWC
+
+    for make in (lambda: EWC(lambda_=-1), lambda: build_strategies("ewc(lambda=-1)")):
+        with pytest.raises(ValueError, match=r"^ewc: lambda must be >= 0, got -1$"):
+            make()
+    with pytest.raises(ValueError, match=r"^ewc: fisher_samples must be an integer, got 2.5$"):
+        EWC(fisher_samples=2.5)  # type: ignore[arg-type]
+    assert EWC(lambda_=3).lambda_ == 3.0 and isinstance(EWC(lambda_=3).lambda_, float)
+    assert {"mem_size", "alpha", "beta"} <= set(DERpp.ranges)  # inherited from DER
+    with pytest.raises(ValueError, match=r"^derpp: mem_size must be >= 0, got -1$"):
+        DERpp(mem_size=-1)
+
+
+def test_a_range_must_name_a_constructor_argument():
+    with pytest.raises(TypeError, match=r"Typo.ranges names no constructor argument: \['lamda'\]"):
+
+        class Typo(Strategy):
+            """Misspells its parameter."""
+
+            ranges = {"lamda": Range(ge=0)}
+
+            def __init__(self, lambda_: float = 1.0) -> None:
+                self.lambda_ = lambda_

@@ -391,3 +391,20 @@ def test_reference_protocol_accuracy(spec: str, floor: float) -> None:
     ]
     naive = run(RunConfig(strategy="naive", scenario="class", seed=0))["final_average_accuracy"]
     assert statistics.mean(accs) >= floor > naive + 0.3, (accs, naive)
+
+
+def test_gem_mem_size_is_the_total_shared_by_the_experiences() -> None:
+    stream = get_benchmark("synthetic", "class")
+    gem = GEM(mem_size=50)
+    sizes = []
+    for exp in stream:
+        gem.end(nn.Identity(), exp)
+        sizes.append([len(y) for y in gem.mem_y_])
+    assert sizes == [[50], [25, 25], [17, 17, 16]]  # the total is mem_size throughout
+    for y in gem.mem_y_:  # each share stays balanced over its experience's classes
+        counts = torch.bincount(y)
+        assert int(counts[counts > 0].max() - counts[counts > 0].min()) <= 1
+    tiny = GEM(mem_size=2)
+    for exp in stream:
+        tiny.end(nn.Identity(), exp)
+    assert [len(y) for y in tiny.mem_y_] == [1, 1, 0]  # an empty share is no constraint

@@ -4,7 +4,7 @@
     check_strategy(MyMethod)            # or check_strategy("my-method(lambda=10)")
 
 In the spirit of scikit-learn's `check_estimator`: a few seconds on tiny synthetic streams
-(3 experiences, a small MLP, CPU). It raises `StrategyCheckError` (an `AssertionError`)
+(3 experiences, a small MLP, CPU, through `lifelong.Learner`). It raises `StrategyCheckError` (an `AssertionError`)
 naming the failed check, one of `CHECKS`:
 
 * `registered`: registered under its name, with a docstring, serving known scenarios;
@@ -17,12 +17,14 @@ naming the failed check, one of `CHECKS`:
 * `state_dict`: holds only tensors, numbers, strings, bools, None and lists/tuples/dicts
   of them, round-trips through `lifelong.serialize` and loads into a fresh instance;
 * `determinism`: the same seed gives bit-identical weights;
-* `resume`: saved after 2 experiences (`lifelong.checkpoint`) and restored into a fresh
-  model and strategy, it continues bit-identically to the uninterrupted run.
+* `resume`: a `Learner` saved after 2 experiences and loaded (`Learner.save` /
+  `Learner.load`: a fresh model and strategy) continues bit-identically to the
+  uninterrupted run.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import tempfile
@@ -32,20 +34,18 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import torch
-from torch import nn
 
-from lifelong.checkpoint import model_payload, restore_model
 from lifelong.config import TrainConfig
 from lifelong.data.benchmarks import synthetic_data
 from lifelong.data.experience import SCENARIOS, Stream
 from lifelong.data.scenarios import permuted, split_by_class
-from lifelong.models import build_model
+from lifelong.learner import Learner
+from lifelong.results import Result
 from lifelong.serialize import read_state_dir, write_state_dir
 from lifelong.spec import parse_one, spec_name
 from lifelong.strategies.base import Strategy, canonical_spec
 from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import build_one, build_strategies, registry
-from lifelong.train import Evaluator, train_experience
 
 CHECKS = ("registered", "ranges", "params", "scenarios", "state_dict", "determinism", "resume")
 PLAIN = (bool, int, float, str, type(None))
@@ -173,33 +173,23 @@ def tiny_stream(scenario: str) -> Stream:
     return split_by_class(tr, te, scenario=scenario, classes_per_experience=2, name="check")
 
 
-def _fresh_model(stream: Stream, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return build_model("mlp", stream, hidden=(16,))
-
-
-def _train(s: Strategy, model: nn.Module, stream: Stream, exps: range, seed: int) -> nn.Module:
-    """Train `exps` of `stream` from a reseeded RNG (a resumed run reseeds the same way)."""
+def _learner(s: Strategy, scenario: str, seed: int = 0) -> Learner:
     cfg = TrainConfig(epochs=1, batch_size=8, lr=0.05, momentum=0.0)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    opt = None
-    for i in exps:
-        seen = stream.experiences if s.sees_whole_stream else stream.experiences[: i + 1]
-        model, opt = train_experience(model, [s], stream[i], seen, opt, cfg, gen)
-    return model
+    return Learner("mlp(hidden=(16,))", s, config=cfg, scenario=scenario, seed=seed)
 
 
-def _full_run(s: Strategy, scenario: str, seed: int = 0) -> tuple[nn.Module, list[float]]:
-    stream = tiny_stream(scenario)
-    model = _train(s, _fresh_model(stream, seed), stream, range(3), seed)
-    return model, Evaluator(stream).row(model, [s])
+def _full_run(s: Strategy, scenario: str, seed: int = 0) -> tuple[Learner, list[float]]:
+    """A fresh learner with a clone of `s`, trained on the 3 experiences of a tiny stream."""
+    learner = _learner(s.clone(), scenario, seed)
+    result = learner.fit_stream(tiny_stream(scenario))
+    return learner, result.matrix[-1]
 
 
 def _scenarios(s: Strategy) -> None:
     for scenario in type(s).scenarios:
-        model, row = _full_run(s.clone(), scenario)
-        bad = [n for n, p in model.state_dict().items() if not bool(torch.isfinite(p).all())]
+        learner, row = _full_run(s, scenario)
+        weights = learner.model.state_dict() if learner.model is not None else {}
+        bad = [n for n, p in weights.items() if not bool(torch.isfinite(p).all())]
         assert not bad, f"{scenario} scenario: weights {bad} are not finite"
         assert all(0.0 <= a <= 1.0 for a in row), f"{scenario} scenario: accuracies {row}"
 
@@ -239,9 +229,9 @@ def assert_same(a: Any, b: Any, where: str) -> None:
 
 
 def _state_dict(s: Strategy) -> None:
-    stream, first = tiny_stream(type(s).scenarios[0]), s.clone()
-    _train(first, _fresh_model(stream, 0), stream, range(2), 0)
-    state = first.state_dict()
+    learner, _ = _full_run(s, type(s).scenarios[0])
+    [trained] = learner.strategies or [s]
+    state = trained.state_dict()
     check_plain(state, "state_dict()")
     with tempfile.TemporaryDirectory() as tmp:
         write_state_dir(Path(tmp) / "state", {"state": state})
@@ -252,29 +242,36 @@ def _state_dict(s: Strategy) -> None:
     assert_same(state, twin.state_dict(), "state_dict() of a fresh instance after loading")
 
 
+def _weights(learner: Learner) -> dict[str, Any]:
+    return {} if learner.model is None else learner.model.state_dict()
+
+
 def _determinism(s: Strategy) -> None:
     scenario = type(s).scenarios[0]
-    (a, row_a), (b, row_b) = _full_run(s.clone(), scenario), _full_run(s.clone(), scenario)
-    assert_same(a.state_dict(), b.state_dict(), "weights of two runs with the same seed")
+    (a, row_a), (b, row_b) = _full_run(s, scenario), _full_run(s, scenario)
+    assert_same(_weights(a), _weights(b), "weights of two runs with the same seed")
     assert row_a == row_b, f"accuracies of two runs with the same seed: {row_a} vs {row_b}"
 
 
 def _resume(s: Strategy) -> None:
-    stream = tiny_stream(type(s).scenarios[0])
-    first = s.clone()
-    model = _train(first, _fresh_model(stream, 0), stream, range(2), 0)
+    """`Learner.save` after 2 experiences, `Learner.load`, train the 3rd: as uninterrupted."""
+    scenario = type(s).scenarios[0]
+    stream, whole = tiny_stream(scenario), _learner(s.clone(), scenario)
+    saved: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        write_state_dir(Path(tmp) / "saved", model_payload(model, [first]))
-        payload = read_state_dir(Path(tmp) / "saved")
-    twin = s.clone()
-    base = _fresh_model(stream, 1)  # restoring must not depend on the initial weights
-    resumed = restore_model(base, [twin], stream.experiences[:2], payload, torch.device("cpu"))
-    a = _train(first, model, stream, range(2, 3), 7)
-    b = _train(twin, resumed, stream, range(2, 3), 7)
-    assert_same(a.state_dict(), b.state_dict(), "weights after resuming (vs uninterrupted)")
-    assert_same(first.state_dict(), twin.state_dict(), "state_dict() after resuming")
-    ev = Evaluator(stream)
-    assert ev.row(a, [first]) == ev.row(b, [twin]), "predictions differ after resuming"
+
+        def save(learner: Learner, result: Result) -> None:
+            if result.next_experience == 2:
+                learner.save(Path(tmp) / "saved")
+                saved["result"] = copy.deepcopy(result)
+
+        done = whole.fit_stream(stream, save)
+        resumed = Learner.load(Path(tmp) / "saved")
+    again = resumed.fit_stream(stream, result=saved["result"])
+    assert_same(_weights(whole), _weights(resumed), "weights after resuming (vs uninterrupted)")
+    for a, b in zip(whole.strategies, resumed.strategies):
+        assert_same(a.state_dict(), b.state_dict(), "state_dict() after resuming")
+    assert done.matrix == again.matrix, "accuracies differ after resuming"
 
 
 _CHECK_FUNCS: dict[str, Callable[[Strategy], None]] = {
