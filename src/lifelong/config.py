@@ -8,6 +8,7 @@ bad value when a command is parsed (before any worker starts). See docs/architec
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import os
@@ -132,6 +133,32 @@ def field_info(name: str) -> dict[str, Any]:
         if f.name == name:
             return {"default": f.default, "type": str(f.type), **f.metadata}
     raise KeyError(name)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per `TrainConfig` field (`--batch-size`, `--no-reset-optimizer`, ...), with
+    its declared type, choices, default and help; read back with `train_from_args`."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag, kind = "--" + f.name.replace("_", "-"), str(f.type)
+        shown = "" if f.default is None else f" (default {f.default})"
+        help_text = f"{f.metadata['help']}{shown}"
+        if kind == "bool":
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            )
+            continue
+        convert = int if kind.startswith("int") else float if kind == "float" else str
+        parser.add_argument(
+            flag, type=convert, default=f.default, help=help_text, choices=f.metadata["choices"]
+        )
+
+
+def train_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The `TrainConfig` of flags added by `add_train_arguments` (checked: a bad value
+    raises `ValueError` naming the setting)."""
+    return TrainConfig(**{k: getattr(args, k) for k in TRAIN_FIELDS if hasattr(args, k)})
 
 
 def check_value(name: str, value: Any) -> str | None:

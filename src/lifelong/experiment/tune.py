@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lifelong.config import add_train_arguments, train_from_args
 from lifelong.experiment.tune_guard import (
     TestSetAccessError,
     WithheldTestSet,
@@ -126,7 +127,13 @@ class TuneConfig:
             "epochs": t.epochs,
             "batch_size": t.batch_size,
             "seed": r.seed,
+            # settings added later: recorded only when set, so older studies still resume
+            **{k: v for k, v in t.to_dict().items() if k in _LATER and v != _LATER[k]},
         }
+
+
+#: training settings a study's protocol records only when they differ from these defaults
+_LATER = {"eval_batch_size": None, "online": False, "reset_optimizer": True, "precision": "fp32"}
 
 
 def tuning_stream(config: TuneConfig) -> Stream:
@@ -312,12 +319,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every trial (0)")
     p.add_argument("--model", default="mlp")
     p.add_argument("--head", default="fixed", choices=["fixed", "grow"])
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    add_train_arguments(p, skip=("compile",))
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--out", default=None, help="output folder (default runs/tune-STUDY)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -325,7 +327,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TuneConfig:
     """Build a `TuneConfig` from `lifelong tune`'s arguments."""
-    from lifelong.config import TrainConfig
     from lifelong.data.benchmarks import BENCHMARKS
     from lifelong.experiment.run import RunConfig
 
@@ -338,14 +339,7 @@ def config_from_args(args: argparse.Namespace) -> TuneConfig:
         raise ValueError(
             f"--seeds must be integers separated by commas, got {args.seeds!r}"
         ) from None
-    train = TrainConfig(
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-    )  # checked here: a bad value fails the command before any trial
+    train = train_from_args(args)  # checked here: a bad value fails before any trial
     run = RunConfig(
         benchmark=args.benchmark,
         scenario=args.scenario or BENCHMARKS[args.benchmark].scenarios[0],

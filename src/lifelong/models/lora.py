@@ -30,6 +30,7 @@ class LoRALinear(nn.Module):
     starts at zero, so a new set leaves the layer's output unchanged until trained.
     """
 
+    base: nn.Linear
     route: Tensor | None
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,13 @@ from lifelong.strategies.base import Batch, Strategy
 
 #: per-sample objective: `(logits [B, C], labels [B]) -> [B]`
 Objective = Callable[[Tensor, Tensor], Tensor]
+Fn = TypeVar("Fn", bound=Callable[..., Any])
+
+
+def eager(fn: Fn) -> Fn:
+    """`fn`, always run eagerly: the compiled step breaks its graph around the call (for
+    bookkeeping done once per experience, not per step)."""
+    return cast(Fn, torch.compiler.disable(fn))
 
 
 def snapshot(params: list[nn.Parameter] | list[Tensor]) -> list[Tensor]:
@@ -118,8 +125,10 @@ class QuadraticRegularizer(Strategy):
         held = [params[i] for i in self._used]
         return _Quadratic.apply(self._weights, self._anchors, sink, *held) + constant
 
+    @eager
     def _prepare(self, model: nn.Module) -> None:
-        """Find the stored importance and anchor of each trainable parameter, by name."""
+        """Find the stored importance and anchor of each trainable parameter, by name
+        (eagerly: once per set of parameters, not a part of the compiled step)."""
         index = self._index(named := named_trainable(model))
         self._used, weights, self._anchors = [], [], []
         for i, (name, p) in enumerate(named):

@@ -94,7 +94,7 @@ def _resettable(model: nn.Module) -> list[tuple[str, str, Tensor]]:
     """Parameters and floating-point buffers (not masks or counters): each with its name
     in `model` and its name without adapters (`lifelong.models.lora.original_name`)."""
     rename = original_name(model)
-    tensors = [*model.named_parameters()]
+    tensors: list[tuple[str, Tensor]] = [*model.named_parameters()]
     tensors += [(k, b) for k, b in model.named_buffers() if b.is_floating_point()]
     return [(k, rename(k), v) for k, v in tensors]
 

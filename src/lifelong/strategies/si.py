@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.data.experience import Experience
-from lifelong.strategies._params import QuadraticRegularizer, named_trainable, snapshot
+from lifelong.strategies._params import QuadraticRegularizer, eager, named_trainable, snapshot
 from lifelong.strategies.base import Batch
 from lifelong.strategies.ranges import Range
 from lifelong.strategies.registry import register
@@ -73,7 +73,7 @@ class SI(QuadraticRegularizer):
             self._track(model)
         return super().penalty(model, batch, out)
 
-    @torch.compiler.disable
+    @eager
     def _track(self, model: nn.Module) -> None:
         """Start the path integral of the parameters trained now. Done at the first step,
         not in `begin`, so that a strategy whose `begin` runs later and changes the model
