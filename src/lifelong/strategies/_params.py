@@ -3,7 +3,8 @@
 * `QuadraticRegularizer`: the penalty `scale * (sum_i w_i (theta_i - a_i)^2 + offset)` with
   an importance `w`, an anchor `a` and a constant `offset`, computed in a few fused
   `torch._foreach` kernels with a hand-written backward (`2 * scale * w * (theta - a)`), so
-  its per-step cost does not depend on how many experiences came before.
+  its per-step cost does not depend on how many experiences came before. Stored tensors
+  are matched to parameters by name (`named_trainable`), not by position.
 * `per_sample_grad_stats`: `sum_n |d objective_n / d theta|^power` over samples, from exact
   per-sample gradients: `nn.Linear` layers use the closed form `|delta|^p.T @ |input|^p`
   (a per-sample gradient of a linear layer is the outer product `delta_n input_n^T`); every

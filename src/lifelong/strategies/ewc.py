@@ -60,8 +60,8 @@ class EWC(QuadraticRegularizer):
       more samples give a better estimate at a higher end-of-experience cost.
 
     Learned state: `importance_` (A, the sum of the Fishers), `anchor_` (m, the
-    Fisher-weighted mean of the anchors), `offset_` (c, summed over parameters) and
-    `n_experiences_` (how many penalties the sum holds).
+    Fisher-weighted mean of the anchors), `names_` (the parameter of each), `offset_` (c,
+    summed over parameters) and `n_experiences_` (how many penalties the sum holds).
     """
 
     ranges = {"lambda_": Range(ge=0), "fisher_samples": Range(ge=1)}

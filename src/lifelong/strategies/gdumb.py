@@ -24,10 +24,10 @@ class GDumb(Strategy):
 
     A greedy, class-balanced sampler fills a memory of `mem_size` samples from the stream
     (a new class takes its share by evicting random samples of the largest classes); at
-    every experience the model is re-initialised (to the weights it had before the first
-    experience) and trained on the memory only, never on the stream itself. Within a
-    class the memory is a uniform sample, which equals GDumb's greedy sampler on a
-    shuffled stream.
+    every experience the model is re-initialised (each tensor to its value before it was
+    first trained, adapters and heads added later included) and trained on the memory
+    only, never on the stream itself. Within a class the memory is a uniform sample,
+    which equals GDumb's greedy sampler on a shuffled stream.
 
     When: a sanity baseline for any scenario (class, domain, task); strong when the memory
     is large relative to the data, and its cost does not depend on the stream's size.

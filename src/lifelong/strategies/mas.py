@@ -49,7 +49,7 @@ class MAS(QuadraticRegularizer):
     * `samples` (default 256): inputs of the experience (drawn at random) whose
       per-sample gradient magnitudes are averaged into the importance.
 
-    Learned state: `importance_` (Omega, summed over experiences) and `anchor_`.
+    Learned state: `importance_` (Omega, summed over experiences), `anchor_`, `names_`.
     """
 
     ranges = {"lambda_": Range(ge=0), "samples": Range(ge=1)}

@@ -41,8 +41,8 @@ class SI(QuadraticRegularizer):
 
     Importances of one experience are clipped at zero, as in the reference code (a
     negative path integral, possible with momentum, would reward drifting away).
-    Learned state: `importance_` (Omega) and `anchor_`; the running path integral is
-    reset at each experience's `begin`.
+    Learned state: `importance_` (Omega), `anchor_` and `names_`; the running path
+    integral restarts at each experience's first step.
     """
 
     keeps_penalty_grad = True
