@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.weak import WeakIdKeyDictionary
 
+from lifelong.applied import applied_update
 from lifelong.config import TrainConfig, check_compile
 from lifelong.models.functional import trainable
 from lifelong.strategies.base import Batch, Hooks, Strategy, step_loss
@@ -123,6 +125,7 @@ class CompiledStep:
         bf16: bool,
     ) -> None:
         self.model, self.hooks, self.params, self.rule = model, hooks, params, rule
+        self.optimizer = optimizer
         device = params[0].device.type
         self.loss_args = (
             hooks.loss[0] if hooks.loss else None,
@@ -147,8 +150,10 @@ class CompiledStep:
         else:
             used = self.grad_only(m, *self.loss_args, params, grads, batch)
             _set_grads(params, grads, used)
-            for s in self.hooks.grads:
-                s.grads(m)
+            projecting = any(s.projects_gradients for s in self.hooks.grads)
+            with applied_update(self.optimizer, params) if projecting else nullcontext():
+                for s in self.hooks.grads:
+                    s.grads(m)
             now = [p.grad for p in params]
             self.update(params, now, self.state, self.rule, tuple(g is not None for g in now))
         for s in self.hooks.after_step:

@@ -10,12 +10,12 @@ logging are callbacks around the loop, never the way methods hook in.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from lifelong.applied import applied_update
 from lifelong.compiled import compiled_step
 from lifelong.config import TrainConfig
 from lifelong.data.experience import Experience, Stream, TensorSet
@@ -28,30 +28,19 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """SGD (with momentum) or Adam over the model's trainable parameters.
 
-    A strategy that projects gradients (GEM, A-GEM: `projects_gradients`) constrains the
-    step only if the step is the projected gradient: SGD momentum would add the
-    unprojected past gradients back (A-GEM 0.205 at momentum 0.9 against 0.700 at 0 in the
-    class scenario), so momentum is set to 0 for it, with a warning, and Adam, which
-    rescales each coordinate, is refused."""
+    A strategy that projects gradients (GEM, A-GEM: `projects_gradients`) projects the
+    update SGD applies, momentum and weight decay included (`lifelong.applied`); Adam,
+    which rescales each coordinate, would break its constraint and is refused."""
     params = trainable(model)
     projecting = [s.name for s in strategies if s.projects_gradients]
     if projecting and cfg.optimizer != "sgd":
         raise ValueError(
-            f"{projecting[0]} projects gradients, which holds only for plain SGD steps; "
-            f"optimizer {cfg.optimizer!r} would break its constraint: use optimizer 'sgd'"
+            f"{projecting[0]} projects the update SGD applies; optimizer {cfg.optimizer!r} "
+            "would break its constraint: use optimizer 'sgd'"
         )
-    momentum = cfg.momentum
-    if projecting and momentum:
-        warnings.warn(
-            f"{projecting[0]} projects gradients; SGD momentum {momentum} would add the "
-            "unprojected past gradients back, so it trains with momentum 0",
-            UserWarning,
-            stacklevel=2,
-        )
-        momentum = 0.0
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def _same_params(optimizer: torch.optim.Optimizer, model: nn.Module) -> bool:
@@ -117,17 +106,24 @@ class EagerStep:
         self.model, self.hooks, self.optimizer = model, hooks, optimizer
         self.loss_hook = hooks.loss[0] if hooks.loss else None
         self.autocast = _autocast(cfg, model)
+        self.projecting = any(s.projects_gradients for s in hooks.grads)
 
     def __call__(self, batch: Batch) -> None:
         with self.autocast:
             loss = step_loss(self.model, self.loss_hook, self.hooks.penalty, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        for s in self.hooks.grads:
-            s.grads(self.model)
+        with self._applied():
+            for s in self.hooks.grads:
+                s.grads(self.model)
         self.optimizer.step()
         for s in self.hooks.after_step:
             s.after_step(self.model)
+
+    def _applied(self) -> contextlib.AbstractContextManager[None]:
+        if not self.projecting:
+            return contextlib.nullcontext()
+        return applied_update(self.optimizer, trainable(self.model))
 
 
 def make_step(
