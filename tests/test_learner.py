@@ -243,3 +243,22 @@ def test_a_runs_saved_model_goes_on_learning(tmp_path: Path) -> None:
     before = {k: v.clone() for k, v in learner.model.state_dict().items()}
     learner.learn(stream[0].train.x, stream[0].train.y)
     assert not _same(before, learner.model.state_dict())
+
+
+def test_datasets_tensorsets_and_arrays_train_the_same() -> None:
+    from torch.utils.data import TensorDataset
+
+    stream = five_experiences("class")
+    data = stream[0].train
+    forms = [
+        ((data.x, data.y), {}),
+        ((data.x.numpy(), data.y.numpy()), {}),
+        ((data,), {}),
+        ((TensorDataset(data.x, data.y),), {}),
+    ]
+    states = []
+    for args, kw in forms:
+        learner = Learner("mlp(hidden=(16,))", "lwf", config=FAST)
+        learner.learn(*args, **kw)
+        states.append(learner.model.state_dict())
+    assert all(_same(states[0], s) for s in states[1:])

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lifelong.config import TrainConfig
+from lifelong.data.benchmarks import fingerprint
 from lifelong.data.experience import Experience, Stream, TensorSet
 from lifelong.experiment.run import (
     RunConfig,
@@ -54,7 +55,9 @@ from lifelong.experiment.run import (
 )
 from lifelong.learner import Result as RunState
 from lifelong.learner import resolve_device, stream_loop
+from lifelong.models import build_model
 from lifelong.strategies.base import Strategy
+from lifelong.strategies.registry import build_strategies, canonical_spec
 from lifelong.train import Evaluator
 
 #: Strategies `run_batched` trains: those whose only hook is `train_data` (same data for
@@ -216,7 +219,6 @@ class BatchedEvaluator(Evaluator):
 
 def check_supported(config: RunConfig, stream: Stream) -> list[Strategy]:
     """The config's strategies, or a `ValueError` naming what `run_batched` cannot train."""
-    from lifelong.strategies.registry import build_strategies
 
     strategies = build_strategies(config.strategy)
     bad = [s.name for s in strategies if s.name not in SUPPORTED_STRATEGIES]
@@ -285,7 +287,6 @@ def _run_configs(
 
 def _init_model(config: RunConfig, stream: Stream, device: torch.device) -> nn.Module:
     """The model `run(config)` starts from: `torch.manual_seed(seed)`, then `build_model`."""
-    from lifelong.models import build_model
 
     torch.manual_seed(config.seed)
     name, params = model_spec(config.model)
@@ -330,8 +331,6 @@ def train_batched(
     many shared them); `peak_memory_mb` is the process's. Returns the trained models (one
     per run, in the order of `seeds`) and the rows.
     """
-    from lifelong.data.benchmarks import fingerprint
-    from lifelong.strategies.registry import canonical_spec
 
     wall0 = time.perf_counter()
     configs = _run_configs(config, seeds, lrs)

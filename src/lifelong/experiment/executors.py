@@ -27,7 +27,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Protocol
 
-from lifelong.experiment.run import RunConfig
+from lifelong.experiment.run import RunConfig, run
 from lifelong.experiment.store import LOG_FILE, append_log, read_row, write_row
 from lifelong.metrics import ROW_FIGURES
 
@@ -98,7 +98,6 @@ def run_safely(
     """`run(config)`, turning any exception into a `status: "failed"` row.
 
     `run_dir`/`resume` go to `run()` where it takes them (checkpoints, the saved model)."""
-    from lifelong.experiment.run import run
 
     name = f"{label} {config.strategy} seed={config.seed}".strip()
 
