@@ -3,8 +3,10 @@
 Reference protocol: MLP 784-400-400-10, SGD lr 0.01 momentum 0.9, batch 32, 2 epochs per
 experience, seeds 0, 1, 2, default hyper-parameters of every strategy; class and task
 scenarios on split-mnist-5k, domain scenario on permuted-mnist-5k. Each run gets a fresh
-worker process (2 workers x 1 torch thread). Writes `benchmarks/results/<scenario>/results.json`
-and `benchmarks/RESULTS.md` (from every scenario recorded so far, so `--only` reruns one).
+worker process (2 workers x 1 torch thread). Writes `benchmarks/results/<scenario>/results.json`,
+`benchmarks/RESULTS.md` (from every scenario recorded so far, so `--only` reruns one) and the
+evidence `lifelong advise` ships, `src/lifelong/advise/evidence/<scenario>.json`
+(`write_evidence`, also callable alone: it only reads the results.json files).
 
     python benchmarks/catalogue.py [--seeds 0,1,2] [--workers 2] [--only class,task,domain]
                                    [--strategies ewc,si]   # rerun some, keep the other rows
@@ -21,11 +23,14 @@ from pathlib import Path
 import torch
 
 from lifelong import metrics
+from lifelong.advise.evidence import summarize
+from lifelong.data.benchmarks import get_benchmark
 from lifelong.experiment.compare import provenance, run_all, write_results
 from lifelong.experiment.run import RunConfig
 from lifelong.strategies import registry
 
 HERE = Path(__file__).parent
+EVIDENCE = HERE.parent / "src" / "lifelong" / "advise" / "evidence"
 SETTINGS = {"class": "split-mnist-5k", "task": "split-mnist-5k", "domain": "permuted-mnist-5k"}
 
 
@@ -61,6 +66,24 @@ def table(rows: list[dict]) -> list[str]:
             f"{len(ok)}/{len(by[s])} |"
         )
     return out
+
+
+def write_evidence() -> list[Path]:
+    """Write `lifelong advise`'s evidence (a per-strategy summary per scenario) from the
+    results.json files recorded so far; returns the paths written."""
+    EVIDENCE.mkdir(parents=True, exist_ok=True)
+    written = []
+    for scenario, bench in SETTINGS.items():
+        path = HERE / "results" / scenario / "results.json"
+        if not path.exists():
+            continue
+        stream = get_benchmark(bench, scenario)
+        samples = sum(len(e.train.y) for e in stream.experiences)
+        summary = summarize(json.loads(path.read_text()), train_samples=samples)
+        out = EVIDENCE / f"{scenario}.json"
+        out.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        written.append(out)
+    return written
 
 
 def main() -> None:
@@ -114,6 +137,7 @@ def main() -> None:
             rows = json.loads(path.read_text())["runs"]
             lines += ["", f"## {scenario} scenario, {bench} ({len(rows)} runs)", "", *table(rows)]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    write_evidence()
 
 
 if __name__ == "__main__":

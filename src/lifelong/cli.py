@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_arguments(
         sub.add_parser("tune", help="tune a strategy's hyper-parameters on validation data")
     )
+    from lifelong.deploy import cli as deploy_cli  # standard library only at import
+
+    deploy_cli.add_arguments(sub.add_parser("deploy", help="keep a deployed model learning"))
+    from lifelong.advise import command as advise  # standard library only at import
+
+    adv = sub.add_parser("advise", help="shortlist methods for your constraints; --verify runs it")
+    advise.add_arguments(adv)
+    _add_data_options(adv)
     return p
 
 
@@ -192,6 +200,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return tune_main(args)
 
 
+def cmd_advise(args: argparse.Namespace) -> int:
+    """`lifelong advise`: a shortlist of methods for the constraints; --verify runs it."""
+    from lifelong.advise.command import main as advise_main
+
+    return advise_main(args, _data_overrides(args).get("data"))  # type: ignore[arg-type]
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """`lifelong deploy ACTION DIR ...`: see `lifelong deploy --help`."""
+    from lifelong.deploy.cli import main as deploy_cli_main
+
+    return deploy_cli_main(args)
+
+
 COMMANDS = {
     "compare": cmd_compare,
     "init": cmd_init,
@@ -200,6 +222,8 @@ COMMANDS = {
     "predict": cmd_predict,
     "report": cmd_report,
     "tune": cmd_tune,
+    "advise": cmd_advise,
+    "deploy": cmd_deploy,
 }
 
 
