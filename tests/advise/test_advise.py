@@ -112,9 +112,15 @@ def test_verify_on_synthetic_writes_results(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(verify, "ISOLATE", False)
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
     argv = ["advise", "--benchmark", "synthetic", "--scenario", "class", "--keep-data", "60",
-            "--verify", "--epochs", "1", "--out", str(tmp_path)]  # fmt: skip
+            "--verify", "--epochs", "1", "--tune-trials", "2", "--out", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    tuned = [line for line in captured.err.splitlines() if line.strip().startswith("tuned ")]
+    assert tuned, captured.err  # the regularizer of the shortlist got its trials
+    assert (
+        tmp_path / f"tune-{tuned[0].split()[1].split('(')[0].rstrip(':')}" / "best.json"
+    ).exists()
     rows = json.loads((tmp_path / "results.json").read_text())["runs"]
     assert {r["status"] for r in rows} == {"ok"}
     assert {r["strategy"].split("(")[0] for r in rows} >= {"naive", "joint"}

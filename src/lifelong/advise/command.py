@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import inspect
 import sys
+from dataclasses import replace
 from typing import Any
 
 from lifelong.advise import constraints as cons
@@ -35,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     g.add_argument("--model", default="mlp", help="model spec when no --backbone (default mlp)")
     g.add_argument("--workers", type=int, default=1, help="runs at once (default 1)")
+    g.add_argument("--tune-trials", type=int, default=4, help="Optuna trials per method with a strength to choose, on validation splits (default 4; 0: none)")  # fmt: skip
 
 
 def load_catalogue() -> dict[str, rules.StrategyInfo]:
@@ -108,10 +110,15 @@ def main(args: argparse.Namespace, data: dict[str, Any] | None = None) -> int:
         return 0
     if data is None and args.benchmark is None:
         raise ValueError("--verify needs --data or --benchmark")
-    from lifelong.advise import verify
+    from lifelong.advise import tuning, verify
 
     source = {"data": data} if data is not None else {"benchmark": args.benchmark}
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    entries, tuned = tuning.tune_entries(
+        advice.entries, c, source, args.out, args.tune_trials, args.epochs, args.model
+    )
+    print(*(f"  {x}" for x in tuned), sep="\n", file=sys.stderr)
+    advice = replace(advice, entries=entries)
     print(f"\nverifying {len(advice.entries) + 1} specs x {len(seeds)} seeds ...", file=sys.stderr)
     path, lines = verify.run(
         advice.entries, c, source, args.out, args.epochs, seeds, args.model, args.workers
