@@ -13,9 +13,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
+
+
+def projected_params(model: torch.nn.Module, hooks_grads: Sequence[Any]) -> list[Tensor]:
+    """The parameters whose update the `grads` hooks project (none when no hook projects):
+    computed once per step engine, since the trainable set is fixed within an experience."""
+    if not any(getattr(s, "projects_gradients", False) for s in hooks_grads):
+        return []
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def around_grads(
+    optimizer: torch.optim.Optimizer, params: Sequence[Tensor]
+) -> contextlib.AbstractContextManager[None]:
+    """`applied_update` for projecting hooks, a no-op context otherwise (no cost per step)."""
+    return applied_update(optimizer, params) if params else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

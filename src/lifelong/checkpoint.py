@@ -45,6 +45,7 @@ from lifelong.strategies.base import Strategy, canonical_spec
 __all__ = [
     "CheckpointError",
     "find_state_dir",
+    "json_info",
     "model_payload",
     "past_data",
     "read_learner",
@@ -82,8 +83,13 @@ def stream_meta(learner: Described) -> dict[str, Any]:
         "input_shape": list(learner.input_shape or ()),
         "dtype": str(learner.dtype).removeprefix("torch."),
         "experiences": [{"classes": list(e.classes), "task": e.task} for e in learner.seen],
-        "info": {k: v for k, v in learner.info.items() if _jsonable(v)},
+        "info": json_info(learner.info),
     }
+
+
+def json_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a stream's info that JSON can hold (others are left out)."""
+    return {k: v for k, v in info.items() if _jsonable(v)}
 
 
 def _jsonable(v: Any) -> bool:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.weak import WeakIdKeyDictionary
 
-from lifelong.applied import applied_update
+from lifelong.applied import around_grads, projected_params
 from lifelong.config import TrainConfig, check_compile
 from lifelong.models.functional import trainable
 from lifelong.strategies.base import Batch, Hooks, Strategy, step_loss
@@ -126,6 +125,7 @@ class CompiledStep:
     ) -> None:
         self.model, self.hooks, self.params, self.rule = model, hooks, params, rule
         self.optimizer = optimizer
+        self.projected = projected_params(model, hooks.grads)
         device = params[0].device.type
         self.loss_args = (
             hooks.loss[0] if hooks.loss else None,
@@ -150,8 +150,7 @@ class CompiledStep:
         else:
             used = self.grad_only(m, *self.loss_args, params, grads, batch)
             _set_grads(params, grads, used)
-            projecting = any(s.projects_gradients for s in self.hooks.grads)
-            with applied_update(self.optimizer, params) if projecting else nullcontext():
+            with around_grads(self.optimizer, self.projected):
                 for s in self.hooks.grads:
                     s.grads(m)
             now = [p.grad for p in params]

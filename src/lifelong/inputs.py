@@ -62,16 +62,23 @@ class LabelMap:
         self.names.extend(new)
 
 
-def _features(x: Any) -> Tensor:
+def real_tensor(x: Any, what: str) -> Tensor:
+    """`x` (a tensor or anything NumPy reads) as a tensor of real numbers; `what` names
+    it in the error ("features", "inputs")."""
     if isinstance(x, Tensor):
         t = x.detach()
     else:
         arr = np.asarray(x)
         if arr.dtype.kind not in "fiub":
-            raise ValueError(f"features must be numbers, got an array of dtype {arr.dtype}")
+            raise ValueError(f"{what} must be numbers, got an array of dtype {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr))
     if t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"features must be real numbers, got dtype {t.dtype}")
+        raise ValueError(f"{what} must be real numbers, got dtype {t.dtype}")
+    return t
+
+
+def _features(x: Any) -> Tensor:
+    t = real_tensor(x, "features")
     return t if t.is_floating_point() else t.to(torch.get_default_dtype())
 
 
@@ -182,13 +189,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def prediction_inputs(x: Any, input_shape: tuple[int, ...]) -> Tensor:
     """Inputs to predict: real numbers of shape `(N, *input_shape)`."""
-    if not isinstance(x, Tensor):
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "fiu":
-            raise ValueError(f"inputs must be numbers, got an array of dtype {arr.dtype}")
-        x = torch.from_numpy(np.ascontiguousarray(arr))
-    if x.dtype == torch.bool or x.is_complex():
-        raise ValueError(f"inputs must be real numbers, got dtype {x.dtype}")
+    x = real_tensor(x, "inputs")
     if x.dim() != len(input_shape) + 1 or tuple(x.shape[1:]) != input_shape:
         shape = ", ".join(["N", *map(str, input_shape)])
         raise ValueError(

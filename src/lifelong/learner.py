@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lifelong.checkpoint import read_learner, skeleton_stream, write_learner
+from lifelong.checkpoint import json_info, read_learner, skeleton_stream, write_learner
 from lifelong.config import TrainConfig
 from lifelong.data.experience import Experience, Stream, TensorSet
 from lifelong.inputs import (
@@ -44,7 +44,7 @@ from lifelong.models.functional import forward
 from lifelong.models.heads import MASKED_LOGIT, grow_outputs
 from lifelong.results import LearnSummary, Result
 from lifelong.strategies.base import Strategy, canonical_spec
-from lifelong.strategies.registry import build_strategies
+from lifelong.strategies.registry import build_strategies, check_serves
 from lifelong.train import Evaluator, predict, train_experience
 
 ModelArg = nn.Module | str | Callable[..., nn.Module]
@@ -75,9 +75,10 @@ def stream_loop(
     if evaluate is not None and not results[0].baseline:
         t0 = time.perf_counter()
         baseline = evaluate()
+        spent_eval = time.perf_counter() - t0
         for r, row in zip(results, baseline):
             r.baseline = row
-            r.eval_seconds += time.perf_counter() - t0
+            r.eval_seconds += spent_eval
     T = len(experiences)
     for i in range(results[0].next_experience, T):
         seen = [*past, *(experiences if whole else experiences[: i + 1])]
@@ -134,12 +135,7 @@ class Learner:
             raise ValueError(f"unknown head {head!r}; expected 'fixed' or 'grow'")
         self.config = config if config is not None else TrainConfig()
         self.strategies = build_strategies(strategy)
-        for s in self.strategies:
-            if scenario not in s.scenarios:
-                raise ValueError(
-                    f"strategy {s.name!r} serves the {', '.join(s.scenarios)} scenario(s), "
-                    f"not {scenario!r}"
-                )
+        check_serves(self.strategies, scenario)  # so every stream of `scenario` is served
         self.scenario, self.head, self.seed = scenario, head, int(seed)
         self.device = resolve_device(device)
         self.model_spec = model if isinstance(model, str) else None
@@ -249,20 +245,14 @@ class Learner:
             raise ValueError(
                 f"the stream is {stream.scenario!r} but the learner is {self.scenario!r}"
             )
-        for s in self.strategies:
-            if stream.scenario not in s.scenarios:
-                raise ValueError(
-                    f"strategy {s.name!r} serves the {', '.join(s.scenarios)} scenario(s), "
-                    f"not {stream.scenario!r}"
-                )
         st = result if result is not None else Result()
         if stream.experiences[0].train.x.device != self.device:
             stream = stream.to(self.device)
         if self.model is None or not self.seen:
-            self.info = _json_info(stream.info)
+            self.info = json_info(stream.info)
             self.name = stream.name
         with self._own_rng():
-            self._ensure_model(stream, stream=True)
+            self._ensure_model(stream)
         evaluator = Evaluator(stream, self.config.eval_batch_size) if evaluate else None
         offset = len(self.seen) - st.next_experience
         exps = [e if not offset else replace(e, index=e.index + offset) for e in stream]
@@ -320,7 +310,7 @@ class Learner:
             raise ValueError("this learner has not learned anything yet: call learn() first")
         return self.model
 
-    def _ensure_model(self, data: Experience | Stream, stream: bool = False) -> None:
+    def _ensure_model(self, data: Experience | Stream) -> None:
         """Build the model from its spec on the first data, and grow its head for new
         classes and tasks (in the learner's random state)."""
         if isinstance(data, Stream):
@@ -499,19 +489,6 @@ class Learner:
             f"<Learner {what} {self.spec} {self.scenario}: {len(self.seen)} experiences, "
             f"{len(self.classes)} classes>"
         )
-
-
-def _json_info(info: dict[str, object]) -> dict[str, Any]:
-    import json
-
-    out = {}
-    for k, v in info.items():
-        try:
-            json.dumps(v)
-        except (TypeError, ValueError):
-            continue
-        out[k] = v
-    return out
 
 
 __all__ = ["LearnSummary", "Learner", "Result", "resolve_device", "stream_loop"]

@@ -22,7 +22,7 @@ from lifelong.checkpoint import (
     skeleton_stream,
     stream_meta,
 )
-from lifelong.config import TrainConfig
+from lifelong.config import TRAIN_FIELDS, TrainConfig
 from lifelong.data.experience import TensorSet
 from lifelong.inputs import LabelMap
 from lifelong.models.heads import grow_outputs
@@ -74,7 +74,7 @@ def restore_learner(
             f"{where} was saved from a model object, not a spec: pass model= (a fresh "
             "module of the same architecture, or its factory) to load it"
         )
-    train = config.get("train") or {k: config[k] for k in _OLD_TRAIN_KEYS if k in config}
+    train = config.get("train") or {k: config[k] for k in TRAIN_FIELDS if k in config}
     learner = cls(
         model if model is not None else spec,
         config["strategy"],
@@ -123,15 +123,6 @@ def restore_learner(
     return learner
 
 
-_OLD_TRAIN_KEYS = (
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "online",
-    "precision",
-    "compile",
-)
-_LEARNER_KEYS = {"model", "head", "strategy", "scenario", "seed", "train", *_OLD_TRAIN_KEYS}
+#: config keys of the learner itself; a run adds the rest of its `RunConfig` (saved
+#: before `train` was nested, its training settings sat at the top level: TRAIN_FIELDS)
+_LEARNER_KEYS = {"model", "head", "strategy", "scenario", "seed", "train", *TRAIN_FIELDS}

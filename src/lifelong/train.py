@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from lifelong.applied import applied_update
+from lifelong.applied import around_grads, projected_params
 from lifelong.compiled import compiled_step
 from lifelong.config import TrainConfig
 from lifelong.data.experience import Experience, Stream, TensorSet
@@ -106,24 +106,19 @@ class EagerStep:
         self.model, self.hooks, self.optimizer = model, hooks, optimizer
         self.loss_hook = hooks.loss[0] if hooks.loss else None
         self.autocast = _autocast(cfg, model)
-        self.projecting = any(s.projects_gradients for s in hooks.grads)
+        self.projected = projected_params(model, hooks.grads)
 
     def __call__(self, batch: Batch) -> None:
         with self.autocast:
             loss = step_loss(self.model, self.loss_hook, self.hooks.penalty, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        with self._applied():
+        with around_grads(self.optimizer, self.projected):
             for s in self.hooks.grads:
                 s.grads(self.model)
         self.optimizer.step()
         for s in self.hooks.after_step:
             s.after_step(self.model)
-
-    def _applied(self) -> contextlib.AbstractContextManager[None]:
-        if not self.projecting:
-            return contextlib.nullcontext()
-        return applied_update(self.optimizer, trainable(self.model))
 
 
 def make_step(

@@ -57,7 +57,7 @@ from lifelong.learner import Result as RunState
 from lifelong.learner import resolve_device, stream_loop
 from lifelong.models import build_model
 from lifelong.strategies.base import Strategy
-from lifelong.strategies.registry import build_strategies, canonical_spec
+from lifelong.strategies.registry import build_strategies, canonical_spec, check_serves
 from lifelong.train import Evaluator
 
 #: Strategies `run_batched` trains: those whose only hook is `train_data` (same data for
@@ -251,12 +251,7 @@ def check_supported(config: RunConfig, stream: Stream) -> list[Strategy]:
         raise ValueError(
             "run_batched supports the class and domain scenarios, not 'task' (multi-head model)"
         )
-    for s in strategies:
-        if stream.scenario not in s.scenarios:
-            raise ValueError(
-                f"strategy {s.name!r} serves the {', '.join(s.scenarios)} scenario(s), "
-                f"not {stream.scenario!r}"
-            )
+    check_serves(strategies, stream.scenario)
     return strategies
 
 

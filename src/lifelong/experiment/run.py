@@ -26,7 +26,12 @@ from lifelong.experiment.rundir import RunDir
 from lifelong.learner import Learner, Result, resolve_device
 from lifelong.models import parse_model_spec
 from lifelong.strategies.base import Strategy
-from lifelong.strategies.registry import build_strategies, canonical_spec, spec_params
+from lifelong.strategies.registry import (
+    build_strategies,
+    canonical_spec,
+    check_serves,
+    spec_params,
+)
 
 Progress = Callable[[str], None]
 
@@ -115,12 +120,7 @@ def check_scenario(strategies: list[Strategy], stream: Stream, config: RunConfig
         raise ValueError(
             f"the stream is {stream.scenario!r} but the run asks for {config.scenario!r}"
         )
-    for s in strategies:
-        if stream.scenario not in s.scenarios:
-            raise ValueError(
-                f"strategy {s.name!r} serves the {', '.join(s.scenarios)} scenario(s), "
-                f"not {stream.scenario!r}"
-            )
+    check_serves(strategies, stream.scenario)
 
 
 def make_stream(config: RunConfig) -> Stream:

@@ -97,6 +97,16 @@ def build_strategies(spec: str | Strategy | list[Strategy]) -> list[Strategy]:
     return strategies
 
 
+def check_serves(strategies: list[Strategy], scenario: str) -> None:
+    """Refuse a strategy that does not serve `scenario`."""
+    for s in strategies:
+        if scenario not in s.scenarios:
+            raise ValueError(
+                f"strategy {s.name!r} serves the {', '.join(s.scenarios)} scenario(s), "
+                f"not {scenario!r}"
+            )
+
+
 def check_hybrid(strategies: list[Strategy]) -> None:
     """Refuse a hybrid in which two strategies replace the same exclusive hook."""
     for hook in EXCLUSIVE_HOOKS:
@@ -123,6 +133,7 @@ __all__ = [
     "build_strategies",
     "canonical_spec",
     "check_hybrid",
+    "check_serves",
     "coerce",
     "parse_one",
     "register",
