@@ -161,3 +161,16 @@ def test_bad_data_fails_before_any_run(tmp_path, capsys):
     assert not (out / "results.json").exists()
     code = main(["compare", "--data", str(csv), "--target", "lable", "--out", str(out), "--quiet"])
     assert code == 2 and "target column 'lable' is not in mixed.csv" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "lifelong.cli", "strategies"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err, err
