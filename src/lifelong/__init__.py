@@ -41,9 +41,24 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+def _subpackages() -> list[str]:
+    """The subpackages (`lifelong.deploy`, ...), found without importing them."""
+    import pkgutil
 
+    return [m.name for m in pkgutil.iter_modules(__path__) if m.ispkg]
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if not name.startswith("_") and name in _subpackages():
+        return importlib.import_module(f"lifelong.{name}")  # `lifelong.deploy` on first use
     raise AttributeError(f"module 'lifelong' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API (loaded lazily) and the subpackages, for `dir(lifelong)` and tab
+    completion; nothing is imported to list them."""
+    return sorted({*__all__, *_subpackages()})

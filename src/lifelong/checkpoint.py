@@ -13,6 +13,12 @@ one file, everything else in JSON, never a pickle; checksummed, written atomical
     rng          the learner's torch generator state(s) and its batch-order generator
     labels       label kind ("int" / "str") and the names of string labels
     past_data    the data of past experiences, only for strategies that train on it
+    manifest     what the folder holds, in words, and where it holds training samples
+                 (`training_samples`); `for_prediction`: an export that holds none
+
+An export for prediction (`Learner.save(path, for_prediction=True)`, `lifelong export`)
+keeps config, stream, built_for, model, labels and only the strategy state prediction
+needs (`Strategy.prediction_state`): no optimizer, random state, memory or past data.
 
 A run's checkpoints and final model (`lifelong.experiment.rundir`) are saved learners
 with the run's config and progress added. See docs/architecture.md.
@@ -46,8 +52,10 @@ __all__ = [
     "CheckpointError",
     "find_state_dir",
     "json_info",
+    "manifest",
     "model_payload",
     "past_data",
+    "prediction_payload",
     "read_learner",
     "read_state_dir",
     "require",
@@ -153,13 +161,87 @@ def read_learner(path: PathLike, device: Any = None) -> tuple[dict[str, Any], Pa
     )
     if where is None:
         raise CheckpointError(
-            f"no saved model or learner in {root} (expected {root / META_FILE} or "
+            _sweep_hint(root)
+            or f"no saved model or learner in {root} (expected {root / META_FILE} or "
             f"{root / 'model' / META_FILE}); learners are saved by Learner.save and by "
             "runs given a run_dir"
         )
     payload = read_state_dir(where, device)
     require(payload, ("config", "stream", "model", "frozen", "strategies"), where)
     return payload, where
+
+
+def _sweep_hint(root: Path) -> str:
+    """For a sweep's output folder: use one of its runs, `runs/<key>`, and which exist."""
+    if not (root / "runs").is_dir():
+        return ""
+    runs = sorted(d for d in (root / "runs").glob("*") if (d / "model").is_dir())
+    lines = []
+    for d in runs[:20]:
+        try:
+            cfg = json.loads((d / "config.json").read_text())
+            what = f"  ({cfg.get('strategy')}, seed {cfg.get('seed')})"
+        except (OSError, ValueError, AttributeError):
+            what = ""
+        lines.append(f"\n  {root / 'runs' / d.name}{what}")
+    more = f"\n  ... and {len(runs) - 20} more" if len(runs) > 20 else ""
+    found = f"its runs with a model:{''.join(lines)}{more}" if runs else "none has a model yet"
+    return (
+        f"{root} is the output folder of a sweep, not one run: give one of its runs, "
+        f"{root / 'runs'}/<key>; {found}"
+    )
+
+
+def manifest(payload: dict[str, Any], strategies: Sequence[Strategy]) -> dict[str, Any]:
+    """What a saved learner's folder holds, entry by entry, and where it holds training
+    samples (`training_samples`, empty in an export for prediction)."""
+    shape = tuple(int(d) for d in payload["stream"]["input_shape"])
+    samples, states = [], []
+    for i, (d, s) in enumerate(zip(payload["strategies"], strategies)):
+        export = bool(payload.get("for_prediction"))  # prediction state holds no samples
+        rows = _sample_rows(d["state"], shape) if s.stores_samples and not export else 0
+        if rows:
+            samples.append(
+                f"strategies/{i} ({d['name']}): a memory of {rows} rows of training samples"
+            )
+        kept = "none (left out)" if d["state"] is None else ", ".join(sorted(d["state"])) or "-"
+        states.append(f"{d['name']}: {kept}")
+    past = payload.get("past_data") or []
+    if past:
+        n = sum(len(p["y"]) for p in past)
+        samples.append(f"past_data: the training data of {len(past)} experiences ({n} samples)")
+    return {
+        "for_prediction": bool(payload.get("for_prediction")),
+        "training_samples": samples,
+        "contents": {
+            "config": "model spec, head, strategy spec, scenario, seed, training settings",
+            "stream": "input shape and dtype, classes and tasks learned, class and feature names",
+            "model": f"weights: {len(payload['model'])} tensors",
+            "strategies": states,
+            "optimizer": "state" if payload.get("optimizer") is not None else "none",
+            "rng": "random generator states" if payload.get("rng") else "none",
+            "past_data": f"{len(past)} experiences" if past else "none",
+        },
+    }
+
+
+def _sample_rows(state: Any, shape: tuple[int, ...]) -> int:
+    """The most rows of input shape `shape` in any tensor of a strategy's state."""
+    if isinstance(state, torch.Tensor):
+        return int(state.shape[0]) if tuple(state.shape[1:]) == shape and state.dim() else 0
+    if isinstance(state, dict):
+        return max((_sample_rows(v, shape) for v in state.values()), default=0)
+    if isinstance(state, (list, tuple)):
+        return sum(_sample_rows(v, shape) for v in state)
+    return 0
+
+
+def prediction_payload(payload: dict[str, Any], strategies: Sequence[Strategy]) -> dict[str, Any]:
+    """`payload` less what only training needs: optimizer, random states, past data and
+    each strategy's state beyond `Strategy.prediction_state` (memories, exemplars)."""
+    kept = [{**d, "state": s.prediction_state()} for d, s in zip(payload["strategies"], strategies)]
+    out = {**payload, "strategies": kept, "optimizer": None, "rng": None, "past_data": None}
+    return {**out, "for_prediction": True}
 
 
 def model_payload(model: nn.Module, strategies: list[Strategy]) -> dict[str, Any]:
@@ -196,7 +278,8 @@ def restore_model(
     for exp in experiences:
         adapt_model(model, exp)
     for s, d in zip(strategies, saved):
-        s.load_state_dict(d["state"])
+        if d["state"] is not None:  # None: left out of an export for prediction
+            s.load_state_dict(d["state"])
     for s in strategies:
         model = s.rebuild(model)
     model.to(device)

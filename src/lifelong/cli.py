@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -56,24 +57,50 @@ def build_parser() -> argparse.ArgumentParser:
     ini.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     sub.add_parser("benchmarks", help="list the benchmarks, one line each")
-    sub.add_parser("strategies", help="list the strategies, one line each")
+    st = sub.add_parser(
+        "strategies",
+        help="list the strategies, one line each; NAME: its description and hyper-parameters",
+    )
+    st.add_argument("name", nargs="?", default=None, help="a strategy: print its whole help")
 
     pr = sub.add_parser("predict", help="predict with the model a run saved")
-    pr.add_argument("run_dir", help="a run's folder (the one holding model/)")
-    pr.add_argument("--data", required=True, help="inputs: .npz (array x), .npy or .csv")
+    pr.add_argument("run_dir", help="a run's folder (OUT/runs/<key>) or an exported model")
+    pr.add_argument(
+        "--data",
+        required=True,
+        help="what training reads (CSV/TSV/Parquet table, matched by column name; .npz; "
+        "an image folder) or .npy",
+    )
     pr.add_argument("--out", default=None, help="CSV to write (default: standard output)")
     pr.add_argument("--task", type=int, default=None, help="task id (task scenario)")
     pr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
 
+    ex = sub.add_parser(
+        "export",
+        help="write a run's model for prediction only: no training samples",
+        description="Write the model of RUN_DIR to --out for prediction only: the weights "
+        "and what prediction needs, without the replay memory, exemplars, optimizer or past "
+        "data (which hold or derive from training samples). `lifelong predict` and "
+        "`lifelong.load` read it; it cannot go on learning.",
+    )
+    ex.add_argument("run_dir", help="a run's folder (OUT/runs/<key>) or a saved learner")
+    ex.add_argument("--out", required=True, help="the folder to write")
+
     from lifelong.experiment import report, tune  # standard library only at import
 
     report.add_arguments(sub.add_parser("report", help="HTML and Markdown report of a sweep"))
-    tune.add_arguments(
-        sub.add_parser("tune", help="tune a strategy's hyper-parameters on validation data")
-    )
+    tun = sub.add_parser("tune", help="tune a strategy's hyper-parameters on validation data")
+    tune.add_arguments(tun)
+    _add_data_options(tun)
     from lifelong.deploy import cli as deploy_cli  # standard library only at import
 
     deploy_cli.add_arguments(sub.add_parser("deploy", help="keep a deployed model learning"))
+    from lifelong import serve  # standard library only at import
+
+    serve.add_arguments(sub.add_parser("serve", help="serve a deployment over HTTP (keys, updates)"))
+    from lifelong.simulate import command as simulate  # standard library only at import
+
+    simulate.add_arguments(sub.add_parser("simulate", help="replay a stream through each update policy"))
     from lifelong.advise import command as advise  # standard library only at import
 
     adv = sub.add_parser("advise", help="shortlist methods for your constraints; --verify runs it")
@@ -86,10 +113,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """`lifelong compare [FILE]`: run the grid (resumably), print the table, write the store."""
     from lifelong.experiment.compare import run_sweep, summary_table
     from lifelong.experiment.config import cli_overrides, load_config
+    from lifelong.experiment.table import terminal_width
 
     experiment = load_config(args.config, {**cli_overrides(args), **_data_overrides(args)})
     result = run_sweep(experiment, config_path=args.config)
-    print(summary_table(result.rows))
+    print(summary_table(result.rows, width=terminal_width()))  # compact when narrow
     print(f"\nresults: {result.results}")
     failed = [r for r in result.rows if r["status"] != "ok"]
     for r in failed:
@@ -104,6 +132,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 DATA_FLAGS = {
     "target": "label column (tables)",
     "features": "comma-separated feature columns (default: all other columns)",
+    "text_column": "column of texts, the one feature (tables; with --model text:minilm)",
     "task_column": "column giving each row's task (task scenario: one experience per value)",
     "domain_column": "column giving each row's domain (domain scenario: one experience per value)",
     "classes_per_experience": "classes per experience (class/task scenario)",
@@ -157,20 +186,11 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    """`lifelong strategies`: one line per strategy, its docstring's first sentence."""
-    from lifelong.strategies.registry import registry
+    """`lifelong strategies [NAME]`: one line per strategy (its docstring's first paragraph,
+    cut only on a narrow terminal), or NAME's docstring and hyper-parameters."""
+    from lifelong.strategy_help import main as strategies_main
 
-    reg = registry()
-    width = max(len(n) for n in reg)
-    for name, cls in sorted(reg.items()):
-        print(f"{name:<{width}}  [{','.join(cls.scenarios)}]  {summary(cls.__doc__)}")
-    return 0
-
-
-def summary(doc: str | None, limit: int = 110) -> str:
-    """The first paragraph of a docstring on one line, cut at `limit` characters."""
-    para = " ".join((doc or "").strip().split("\n\n")[0].split())
-    return para if len(para) <= limit else para[: limit - 1].rstrip() + "…"
+    return strategies_main(args.name)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -181,9 +201,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out is None:
         predict_file(predictor, args.data, sys.stdout, task=args.task)
         return 0
+    buf = io.StringIO()  # nothing is written when the data is refused
+    n = predict_file(predictor, args.data, buf, task=args.task)
     with open(args.out, "w", newline="") as f:
-        n = predict_file(predictor, args.data, f, task=args.task)
+        f.write(buf.getvalue())
     print(f"{n} predictions written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """`lifelong export RUN_DIR --out FOLDER`: the model for prediction, no training samples."""
+    from lifelong.predictor import export
+
+    info = export(args.run_dir, args.out)
+    dropped = "; ".join(info["left_out"]) or "nothing held training samples"
+    print(f"wrote {args.out}: a model for prediction, no training samples (left out: "
+          f"{dropped})", file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -198,7 +231,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     """`lifelong tune`: Optuna search on validation data; prints the best strategy spec."""
     from lifelong.experiment.tune import main as tune_main
 
-    return tune_main(args)
+    return tune_main(args, **_data_overrides(args))  # type: ignore[arg-type]
 
 
 def cmd_advise(args: argparse.Namespace) -> int:
@@ -208,11 +241,25 @@ def cmd_advise(args: argparse.Namespace) -> int:
     return advise_main(args, _data_overrides(args).get("data"))  # type: ignore[arg-type]
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`lifelong serve DIR`: the deployment's HTTP API on uvicorn."""
+    from lifelong.serve import main as serve_main
+
+    return serve_main(args)
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     """`lifelong deploy ACTION DIR ...`: see `lifelong deploy --help`."""
     from lifelong.deploy.cli import main as deploy_cli_main
 
     return deploy_cli_main(args)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """`lifelong simulate`: replay a production stream through each update policy."""
+    from lifelong.simulate.command import main as simulate_main
+
+    return simulate_main(args)
 
 
 COMMANDS = {
@@ -221,10 +268,13 @@ COMMANDS = {
     "benchmarks": cmd_benchmarks,
     "strategies": cmd_strategies,
     "predict": cmd_predict,
+    "export": cmd_export,
     "report": cmd_report,
     "tune": cmd_tune,
     "advise": cmd_advise,
     "deploy": cmd_deploy,
+    "serve": cmd_serve,
+    "simulate": cmd_simulate,
 }
 
 
@@ -243,10 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ValueError as e:
-        print(f"lifelong {args.command}: error: {e}", file=sys.stderr)
+        message = getattr(e, "cli", None) or e  # errors worded for the command line
+        print(f"lifelong {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # said once: a sweep's message names what was saved
+        print(("\n" if sys.stderr.isatty() else "") + (str(e) or "interrupted"), file=sys.stderr)
         return 130
     except BrokenPipeError:  # `lifelong strategies | head`: the reader left, nothing to say
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from lifelong.checkpoint import json_info, read_learner, skeleton_stream, write_learner
 from lifelong.config import TrainConfig
+from lifelong.data.columns import align_columns, table_columns
 from lifelong.data.experience import Experience, Stream, TensorSet
 from lifelong.inputs import (
     LabelMap,
@@ -156,6 +157,7 @@ class Learner:
         self.n_classes, self.n_tasks = 0, 0
         self.name = "learner"
         self.extra_config: dict[str, Any] = {}
+        self.for_prediction = False  # loaded from an export: predicts, does not learn
 
     # -- what it knows -------------------------------------------------------------------
     @property
@@ -167,9 +169,24 @@ class Learner:
         return {t: tuple(sorted(cs)) for t, cs in sorted(out.items())}
 
     @property
-    def classes(self) -> tuple[int, ...]:
-        """The class ids learned so far (names: `class_names` / `class_name(id)`)."""
+    def class_ids(self) -> tuple[int, ...]:
+        """The class ids learned so far (what `predict` returns)."""
         return tuple(sorted({c for e in self.seen for c in e.classes}))
+
+    @property
+    def classes(self) -> tuple[int | str, ...]:
+        """The classes learned so far: their names where the data had names (string
+        labels, a table's label column, image folders), else their ids."""
+        ids = self.class_ids
+        names = [self.class_name(c) for c in ids]
+        return ids if any(n is None for n in names) else tuple(n for n in names if n)
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        """The feature column names of the table the model learned from (new tables are
+        matched by name, `lifelong.data.columns`), or None for unnamed features."""
+        names = self.info.get("feature_names")
+        return [str(n) for n in names] if isinstance(names, list) else None
 
     @property
     def class_names(self) -> list[str] | dict[int, str] | None:
@@ -204,16 +221,21 @@ class Learner:
         task ids in the task scenario) are welcome. Bad input is refused with a
         `ValueError` before anything changes."""
         t0 = time.perf_counter()
+        self._check_learns()
+        columns = table_columns(x)
+        x = align_columns(x, self.feature_names, where="the DataFrame")
         data, kind, names = to_tensorset(
             x, y, task, scenario=self.scenario, input_shape=self.input_shape, labels=self.labels
         )
+        if columns and self.input_shape is None and self.feature_names is None:
+            self.info["feature_names"] = columns
         tasks = data.t.unique().tolist()
         if len(tasks) > 1:
             raise ValueError(f"one learn() call trains one task; got task ids {tasks}")
         classes = tuple(int(c) for c in data.y.unique().tolist())
         self._check_width(data, classes)
         self.labels.add(kind, names)
-        before = set(self.classes)
+        before = set(self.class_ids)
         exp = Experience(len(self.seen), data, data[:0], classes, int(tasks[0]))
         with self._own_rng():
             self._ensure_model(exp)
@@ -224,7 +246,7 @@ class Learner:
             exp.index,
             len(data),
             time.perf_counter() - t0,
-            self.classes,
+            self.class_ids,
             tuple(c for c in classes if c not in before),
         )
 
@@ -245,6 +267,7 @@ class Learner:
             raise ValueError(
                 f"the stream is {stream.scenario!r} but the learner is {self.scenario!r}"
             )
+        self._check_learns()
         st = result if result is not None else Result()
         if stream.experiences[0].train.x.device != self.device:
             stream = stream.to(self.device)
@@ -295,6 +318,13 @@ class Learner:
             self.generator,
             on_epoch,
         )
+
+    def _check_learns(self) -> None:
+        if self.for_prediction:
+            raise ValueError(
+                "this model was exported for prediction: it holds no training state "
+                "(memory, optimizer); go on learning from the full save (a run's model/)"
+            )
 
     def _remember(self, exp: Experience) -> None:
         """Keep what later experiences need of `exp`: its classes and task, and its data
@@ -391,6 +421,7 @@ class Learner:
     def _inputs(self, x: Any) -> Tensor:
         if self.input_shape is None:
             raise ValueError("this learner has not learned anything yet: call learn() first")
+        x = align_columns(x, self.feature_names, where="the inputs")
         return prediction_inputs(x, self.input_shape).to(self.device, self.dtype)
 
     def _tasks(self, task: Any, n: int) -> Tensor:
@@ -436,7 +467,7 @@ class Learner:
         out = torch.cat(parts) if parts else torch.empty(0, max(self.n_classes, 1))
         if self.scenario != "task":  # task heads mask their own classes already
             known = torch.zeros(out.shape[1], dtype=torch.bool, device=out.device)
-            known[[c for c in self.classes if c < out.shape[1]]] = True
+            known[[c for c in self.class_ids if c < out.shape[1]]] = True
             out = out.masked_fill(~known, MASKED_LOGIT)
         return out
 
@@ -464,10 +495,14 @@ class Learner:
         """Everything `load` needs, as nested tensors and JSON-able values."""
         return learner_payload(self)
 
-    def save(self, path: str | os.PathLike[str], **extra: Any) -> Path:
+    def save(
+        self, path: str | os.PathLike[str], *, for_prediction: bool = False, **extra: Any
+    ) -> Path:
         """Write the learner to folder `path` (atomically: a crash leaves the previous
-        save); `extra` entries are stored beside (e.g. a run's progress)."""
-        return write_learner(path, {**self.state(), **extra})
+        save); `extra` entries are stored beside (e.g. a run's progress). `for_prediction`:
+        an export that predicts the same but holds no training samples (no memory,
+        optimizer or past data), so it cannot go on learning."""
+        return write_learner(path, {**learner_payload(self, for_prediction), **extra})
 
     @classmethod
     def load(
@@ -487,7 +522,7 @@ class Learner:
         what = self.model_spec or type(self.model).__name__
         return (
             f"<Learner {what} {self.spec} {self.scenario}: {len(self.seen)} experiences, "
-            f"{len(self.classes)} classes>"
+            f"{len(self.class_ids)} classes>"
         )
 
 

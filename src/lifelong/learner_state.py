@@ -16,8 +16,10 @@ import torch
 from torch import nn
 
 from lifelong.checkpoint import (
+    manifest,
     model_payload,
     past_data,
+    prediction_payload,
     restore_model,
     skeleton_stream,
     stream_meta,
@@ -30,10 +32,12 @@ from lifelong.serialize import CheckpointError
 from lifelong.train import make_optimizer
 
 
-def learner_payload(learner: Any) -> dict[str, Any]:
-    """Everything `Learner.load` needs of `learner`, as nested tensors and JSON-able values."""
+def learner_payload(learner: Any, for_prediction: bool = False) -> dict[str, Any]:
+    """Everything `Learner.load` needs of `learner`, as nested tensors and JSON-able values,
+    with its `manifest`; `for_prediction` (or a learner loaded from such an export): only
+    what prediction needs (`checkpoint.prediction_payload`), no training samples."""
     cuda = [learner._cuda_rng] if learner._cuda_rng is not None else []
-    return {
+    payload = {
         "kind": "learner",
         "config": {
             **learner.extra_config,
@@ -56,6 +60,9 @@ def learner_payload(learner: Any) -> dict[str, Any]:
         "labels": {"kind": learner.labels.kind, "names": list(learner.labels.names)},
         "past_data": past_data(learner.seen),
     }
+    if for_prediction or learner.for_prediction:
+        payload = prediction_payload(payload, learner.strategies)
+    return {**payload, "manifest": manifest(payload, learner.strategies)}
 
 
 def restore_learner(
@@ -85,6 +92,7 @@ def restore_learner(
         seed=int(config.get("seed", 0)),
     )
     learner.model_spec = spec
+    learner.for_prediction = bool(payload.get("for_prediction"))
     learner.extra_config = {k: v for k, v in config.items() if k not in _LEARNER_KEYS}
     learner.name, learner.info = meta.get("name", "learner"), dict(meta.get("info", {}))
     learner.input_shape = tuple(int(d) for d in meta["input_shape"])

@@ -6,15 +6,17 @@ scenario, input shape and dtype, the classes and tasks it was trained on, class 
 the stream had them). `Predictor.predict` uses a strategy's own prediction where it has
 one (e.g. iCaRL's nearest-mean classifier), exactly as the evaluation of the run did.
 
-Inputs take the same form as the stream's features during training. Where a benchmark
-standardized its features, `predictor.info["standardized"]` holds its `(mean, std)`:
-apply `(x - mean) / std` to raw inputs first.
+Inputs take the same form as the stream's features during training; a DataFrame's columns
+are matched to the training table's by name (`lifelong.data.columns`), and `predict_file`
+reads what training reads (`lifelong.data.newdata`). Where a benchmark standardized its
+features, `predictor.info["standardized"]` holds its `(mean, std)`: apply
+`(x - mean) / std` to raw inputs first. `export` writes a model for prediction only: no
+training samples.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +25,10 @@ from typing import Any, TextIO
 import numpy as np
 from torch import Tensor
 
+from lifelong.checkpoint import read_learner
+from lifelong.data.newdata import read_new_data
 from lifelong.learner import Learner
+from lifelong.serialize import META_FILE
 
 ArrayLike = Tensor | np.ndarray | Sequence[Any]
 
@@ -40,70 +45,46 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> Learner:
     return Learner.load(path, device=device)
 
 
-def read_inputs(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Features (and task ids, if the file has them) from `.npz` (arrays `x`, optional
-    `t`), `.npy` or `.csv` (numeric columns, an optional header; a `task` column holds
-    task ids)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"{p}: no such data file")
-    suffix = p.suffix.lower()
-    if suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            if "x" not in z:
-                raise ValueError(f"{p}: expected an array named 'x', found {sorted(z.files)}")
-            return z["x"], (z["t"] if "t" in z else None)
-    if suffix == ".npy":
-        return np.load(p, allow_pickle=False), None
-    if suffix != ".csv":
-        raise ValueError(f"{p}: unknown data file type {suffix!r}; expected .npz, .npy or .csv")
-    with open(p, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
-    if rows and not all(_is_number(c) for c in rows[0]):
-        header, rows = [h.strip() for h in rows[0]], rows[1:]
-    else:
-        header = []
-    try:
-        data = np.array([[float(c) for c in r] for r in rows], dtype=np.float64)
-    except ValueError as e:
-        raise ValueError(f"{p}: every column must be numeric ({e})") from None
-    if len({len(r) for r in rows}) > 1:
-        raise ValueError(f"{p}: rows have different numbers of columns")
-    if "task" in header:
-        k = header.index("task")
-        return np.delete(data, k, axis=1), data[:, k].astype(np.int64)
-    return data, None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def export(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write the model saved at `source` (a run folder or saved learner) to folder `out`
+    for prediction only (`Learner.save(out, for_prediction=True)`): it predicts the same
+    but holds no training samples. Returns `path` and what was `left_out` that held
+    training samples. An existing `out` must be an earlier save (it is replaced)."""
+    dest = Path(out)
+    if dest.exists() and not (dest / META_FILE).is_file():
+        if not dest.is_dir() or any(dest.iterdir()):
+            raise ValueError(f"{dest} exists and is not a saved model: choose another --out")
+    learner = load(source)
+    _, where = read_learner(source)
+    if dest.resolve() == where.resolve():
+        raise ValueError(f"{dest} is the model being exported: choose another --out")
+    left_out = list(learner.state()["manifest"]["training_samples"])
+    path = learner.save(dest, for_prediction=True)
+    return {"path": path, "left_out": left_out}
 
 
 def predict_file(
     predictor: Predictor, data: str | os.PathLike[str], out: TextIO, task: int | None = None
 ) -> int:
-    """Predict every row of file `data`; write a CSV (`prediction[,class_name]`) to `out`.
-
-    Flat rows (CSV) are reshaped to the model's input shape. Returns the number of rows.
-    """
-    x, t = read_inputs(data)
-    shape = predictor.input_shape or ()
-    if x.ndim == 2 and len(shape) > 1 and x.shape[1] == math.prod(shape):
-        x = x.reshape(len(x), *shape)
-    tasks: int | np.ndarray | None = task if task is not None else t
+    """Predict every row (or image) of `data`; write a CSV (`[file,]prediction[,class_name]`)
+    to `out`. `data` is read as the training data was (`lifelong.data.newdata`): a table's
+    named columns are matched by name, its label column left out; an image folder's images
+    take the training images' mode and size. Returns the number of predictions."""
+    new = read_new_data(data, predictor.info, predictor.input_shape)
+    tasks: int | np.ndarray | None = task if task is not None else new.tasks
     if predictor.scenario != "task" and task is None:
         tasks = None  # task ids in a file are only used by task-scenario models
-    preds = predictor.predict(x, task=tasks).tolist()
+    preds = predictor.predict(new.x, task=tasks).tolist()
     named = predictor.class_names is not None
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["prediction", "class_name"] if named else ["prediction"])
-    for c in preds:
-        w.writerow([c, predictor.class_name(c) or ""] if named else [c])
+    w.writerow((["file"] if new.rows else []) + ["prediction"] + (["class_name"] if named else []))
+    for i, c in enumerate(preds):
+        w.writerow(
+            ([new.rows[i]] if new.rows else [])
+            + [c]
+            + ([predictor.class_name(c) or ""] if named else [])
+        )
     return len(preds)
 
 
-__all__ = ["Predictor", "load", "predict_file", "read_inputs"]
+__all__ = ["Predictor", "export", "load", "predict_file"]

@@ -126,7 +126,7 @@ def test_image_folder_resizes_to_the_first_image(tmp_path: Path) -> None:
 
 
 def test_clear_errors_for_bad_columns_and_values(csv: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="target column 'lable' is not in animals.csv; its columns are a, b, c, label, site, task"):  # fmt: skip
+    with pytest.raises(ValueError, match=r"target column 'lable' is not in animals.csv \(did you mean 'label'\?\); its columns are a, b, c, label, site, task"):  # fmt: skip
         stream_from_files(csv, target="lable")
     with pytest.raises(ValueError, match=r"feature columns \['z'\] are not in"):
         stream_from_files(csv, target="label", features=["a", "z"])

@@ -26,8 +26,8 @@ def test_create_ingest_predict_update_promote_rollback(tmp_path: Path, run_dir: 
     x, y = data
     dep = tmp_path / "dep"
     assert deploy.create(dep, from_run=run_dir)["production"] == "v1.0"
-    pred = deploy.predict(dep, x[:10])
-    assert pred.version == "v1.0" and pred.classes.shape == (10,)
+    pred = deploy.predict(dep, x[:10], record=False)
+    assert pred.version == "v1.0" and pred.classes.shape == (10,) and pred.ids == []
     subjects = [f"s{i % 4}" for i in range(100)]
     assert deploy.ingest(dep, x[:100], y[:100], subjects)["ingested"] == 100
     deploy.ingest(dep, x[100:150])  # unlabelled
@@ -35,27 +35,72 @@ def test_create_ingest_predict_update_promote_rollback(tmp_path: Path, run_dir: 
     assert (s["production"], s["samples"], s["pending_labelled"]) == ("v1.0", 150, 100)
     assert s["pending_unlabelled"] == 50
 
-    out = deploy.update(dep)
-    assert out["version"] == "v1.1" and out["parent"] == "v1.0" and out["trained_on"] == 80
+    out = deploy.update(dep, force=True)
+    assert out["version"] == "v1.1" and out["parent"] == "v1.0" and out["kind"] == "stateful"
+    assert out["trained_on"] == 80 and out["holdout"] == 20 and out["ran"]
     promoted = out["holdout_accuracy"] >= out["production_accuracy"] - 0.01
     assert out["verdict"] == ("promoted" if promoted else "rejected")
     s = deploy.status(dep)
-    assert s["candidate"] == "v1.1"
+    assert s["candidate"] == "v1.1" and s["holdouts"] == 20
     assert s["production"] == ("v1.1" if promoted else "v1.0")
-    assert s["last_decisions"][0]["action"] == "update"
+    assert [e["action"] for e in s["last_decisions"][:2]] == ["update", "decision"]
     assert (dep / "versions" / "v1.1").is_dir()
 
     deploy.promote(dep, "v1.1")
-    assert deploy.predict(dep, x[:3]).version == "v1.1"
+    assert deploy.predict(dep, x[:3], record=False).version == "v1.1"
     assert deploy.rollback(dep) == {"production": "v1.0", "previous": "v1.1"}
     assert deploy.status(dep)["production"] == "v1.0"
     assert deploy.rollback(dep, "v1.1")["production"] == "v1.1"
     with pytest.raises(deploy.DeployError, match="no version 'v9.9'"):
         deploy.promote(dep, "v9.9")
-    # v1.1 learned samples 1..80: 20 labelled holdout samples remain pending
-    assert deploy.status(dep)["pending_labelled"] == 20
+    # v1.1 learned 80 labelled samples and held 20 out: nothing labelled is pending
+    assert deploy.status(dep)["pending_labelled"] == 0
     deploy.ingest(dep, x[150:200], y[150:200])
-    assert deploy.update(dep)["version"] == "v1.2"
+    assert deploy.update(dep, force=True)["version"] == "v1.2"
+
+
+def test_predictions_are_recorded_and_labels_arrive_later(tmp_path: Path, run_dir: Path, data):
+    x, y = data
+    dep = tmp_path / "dep"
+    deploy.create(dep, from_run=run_dir)
+    pred = deploy.predict(dep, x[:30], subject="late-user", now=100.0)
+    assert len(pred.ids) == 30 and pred.version == "v1.0"
+    s = deploy.status(dep)
+    assert (s["samples"], s["predictions"], s["pending_unlabelled"]) == (30, 30, 30)
+    assert s["pending_labelled"] == 0
+    with Deployment(dep) as d, d.engine.connect() as conn:
+        row = conn.execute(
+            store.predictions.select().order_by(store.predictions.c.sample_id)
+        ).first()
+        assert (row.sample_id, row.version, row.at) == (pred.ids[0], "v1.0", 100.0)
+        assert row.predicted == int(pred.classes[0])
+    with pytest.raises(deploy.DeployError, match=r"unknown sample ids: 999999"):
+        deploy.label(dep, [pred.ids[0], 999999], [0, 1])
+    with pytest.raises(deploy.DeployError, match="row 1: label -2"):
+        deploy.label(dep, pred.ids[:2], [0, -2])
+    assert deploy.status(dep)["pending_labelled"] == 0  # refused whole
+    assert deploy.label(dep, pred.ids, y[:30])["labelled"] == 30
+    s = deploy.status(dep)
+    assert (s["pending_labelled"], s["pending_unlabelled"]) == (30, 0)
+    out = deploy.update(dep, force=True)
+    assert out["trained_on"] + out["holdout"] == 30
+    assert deploy.forget(dep, "late-user")["deleted"] == 30
+    assert deploy.status(dep)["predictions"] == 0  # predictions went with their samples
+
+
+def test_record_predictions_for_a_server(tmp_path: Path, run_dir: Path, data):
+    x, _ = data
+    dep = tmp_path / "dep"
+    deploy.create(dep, from_run=run_dir)
+    with Deployment(dep) as d, store.transaction(d.engine) as conn:
+        ids = deploy.record_predictions(
+            d, conn, x[:4], [1, 2, 3, 4], "v1.0", ["a", "b", None, "a"], None, 5.0
+        )
+    assert len(ids) == 4 and ids == sorted(ids)
+    with Deployment(dep) as d, store.transaction(d.engine) as conn:
+        with pytest.raises(deploy.DeployError, match="4 inputs but 3 predicted classes"):
+            deploy.record_predictions(d, conn, x[:4], [1, 2, 3], "v1.0", None, None, 5.0)
+    assert deploy.status(dep)["predictions"] == 4
 
 
 def test_a_bad_batch_is_refused_whole(tmp_path: Path, run_dir: Path, data):
@@ -92,11 +137,11 @@ def test_one_update_at_a_time(tmp_path: Path, run_dir: Path, data):
         owner = f"{socket.gethostname()}:{os.getpid()}"  # a live process holds it
         conn.execute(store.locks.insert().values(name="update", owner=owner, since=0.0))
     with pytest.raises(deploy.UpdateRunning, match="another update of this deployment"):
-        deploy.update(dep)
+        deploy.update(dep, force=True)
     assert len(deploy.status(dep)["versions"]) == 1
     with Deployment(dep) as d, store.transaction(d.engine) as conn:  # its process died
         conn.execute(store.locks.update().values(owner=f"{socket.gethostname()}:999999999"))
-    assert deploy.update(dep)["version"] == "v1.1"
+    assert deploy.update(dep, force=True)["version"] == "v1.1"
 
 
 def test_retention_keeps_at_most_max_samples_and_expires_old_ones(
@@ -118,10 +163,15 @@ def test_a_deployment_from_specs_trains_its_first_version(tmp_path: Path, data):
     deploy.create(dep, model="mlp(hidden=(16,))", strategy="naive")
     with pytest.raises(deploy.DeployError, match="no production version yet"):
         deploy.predict(dep, x[:2])
+    out = deploy.update(dep)
+    assert not out["ran"] and "0 labelled samples" in out["reason"]
+    with pytest.raises(deploy.DeployError, match="nothing to learn"):
+        deploy.update(dep, force=True)
     deploy.ingest(dep, x[:50], y[:50])
     with pytest.raises(deploy.DeployError, match="expected 16 features"):
         deploy.ingest(dep, x[:5, :8])
-    assert deploy.update(dep)["version"] == "v1.0"
+    out = deploy.update(dep)  # the policy trains the first version without being asked
+    assert (out["version"], out["kind"], out["verdict"]) == ("v1.0", "initial", "promoted")
     assert deploy.predict(dep, x[:2]).version == "v1.0"
 
 
@@ -145,15 +195,27 @@ def test_the_command_line(tmp_path: Path, run_dir: Path, data, capsys):
     assert "row 0, column 'who': value 'u0' is not a number" in capsys.readouterr().err
     assert main([*args[:4], str(bad), "--target", "label", "--subject-column", "who"]) == 2
     assert "row 2, column 'f5': value 'x?' is not a number" in capsys.readouterr().err
-    assert main(["deploy", "update", str(dep)]) == 0
+    assert main(["deploy", "update", str(dep)]) == 0  # the daily schedule is not due yet
+    assert json.loads(capsys.readouterr().out)["ran"] is False
+    assert main(["deploy", "update", str(dep), "--force"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == "v1.1"
     out = tmp_path / "pred.csv"
     args = ["deploy", "predict", str(dep), "--data", str(table), "--out", str(out)]
     assert main([*args, "--target", "label", "--subject-column", "who"]) == 0
-    assert len(out.read_text().splitlines()) == 61
+    rows = out.read_text().splitlines()
+    assert len(rows) == 61 and rows[0] == "id,class,version"
+    feedback = tmp_path / "feedback.csv"
+    ids = [r.split(",")[0] for r in rows[1:11]]
+    feedback.write_text("prediction,truth\n" + "".join(f"{i},{y[k]}\n" for k, i in enumerate(ids)))
+    label = ["deploy", "label", str(dep), "--data", str(feedback), "--target", "truth"]
+    assert main([*label, "--id-column", "prediction"]) == 0
+    assert json.loads(capsys.readouterr().out)["labelled"] == 10
+    assert main([*label, "--id-column", "nope"]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err
     assert main(["deploy", "rollback", str(dep), "v1.0"]) == 0
     assert main(["deploy", "forget", str(dep), "--subject", "u1"]) == 0
-    assert json.loads(capsys.readouterr().out.splitlines()[-1])["deleted"] == 20
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["deleted"] == 40
     assert main(["deploy", "status", str(dep)]) == 0
     text = capsys.readouterr().out
-    assert "production: v1.0" in text and "samples: 40 stored" in text and "forget" in text
+    assert "production: v1.0" in text and "samples: 80 stored" in text and "forget" in text
+    assert "policy: stateful" in text and "last decision: run stateful" in text

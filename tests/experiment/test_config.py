@@ -139,10 +139,11 @@ def test_grid_of_runs(tmp_path):
 
 
 def test_data_source_becomes_run_data(tmp_path):
+    (tmp_path / "my.csv").write_text("a,y\n1,0\n")
     path = write(tmp_path, {"data": {"path": "my.csv", "target": "y"}, "strategies": "naive"})
     exp = load_config(path)
-    [c0, *_] = exp.run_configs()
-    assert c0.data == {"path": "my.csv", "target": "y"} and c0.scenario == "class"
+    [c0, *_] = exp.run_configs()  # the path is read against the file's folder
+    assert c0.data == {"path": str(tmp_path / "my.csv"), "target": "y"} and c0.scenario == "class"
 
 
 def test_cli_flags_override_only_the_keys_given(tmp_path):
@@ -216,7 +217,9 @@ def test_experiment_dict_reads_back(tmp_path):
 def test_default_out_follows_the_config_file_name():
     assert ExperimentConfig().default_out("conf/grid.yaml").endswith("runs/grid")
     assert ExperimentConfig(out="x").default_out("conf/grid.yaml") == "x"
-    assert "compare-" in ExperimentConfig().default_out(None)
+    # without a file: runs/<benchmark>-<hash of the grid>, found again by the same command
+    assert ExperimentConfig().default_out(None) == ExperimentConfig().default_out(None)
+    assert ExperimentConfig().default_out(None).startswith("runs/split-mnist-5k-")
 
 
 def test_init_writes_a_valid_commented_example(tmp_path, capsys):

@@ -171,3 +171,128 @@ def test_report_renders_in_headless_chromium(sweep: Path, tmp_path: Path) -> Non
     assert pixels.std() > 0.05  # not a blank page
     saturated = (pixels.max(axis=2) - pixels.min(axis=2)) > 0.3
     assert saturated.mean() > 0.01  # coloured figures are on screen, not just text
+
+
+# -- the figures, read back from matplotlib (issue 14: overlaps, numbering, axes) -----------
+def matrix(T: int, shift: float) -> list[list[float]]:
+    return [[(0.9 - shift if j == i else 0.5 - shift) if j <= i else 0.0 for j in range(T)]
+            for i in range(T)]  # fmt: skip
+
+
+def sweep_row(strategy: str, acc: float, secs: float, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **row(strategy, acc, 0.2, secs),
+        "accuracy_matrix": matrix(5, acc / 10),
+        "params": {"lr": 0.01, **params},
+    }
+
+
+#: ten strategies, several drawn almost on top of each other (as ewc with lambda 10 and 100)
+CROWD = [
+    sweep_row("naive", 0.44, 0.10, {}),
+    sweep_row("lwf", 0.44, 0.10, {"lwf.alpha": 1.0}),
+    sweep_row("replay(mem_size=200)", 0.40, 0.10, {"replay.mem_size": 200}),
+    sweep_row("replay", 0.41, 0.10, {"replay.mem_size": 500}),
+    sweep_row("ewc(lambda=10.0)", 0.29, 0.10, {"ewc.lambda": 10.0}),
+    sweep_row("ewc(lambda=100.0)", 0.30, 0.10, {"ewc.lambda": 100.0}),
+    sweep_row("si", 0.31, 0.10, {"si.c": 0.1}),
+    sweep_row("agem", 0.64, 0.20, {"agem.mem_size": 500}),
+    sweep_row("derpp", 0.27, 0.20, {"derpp.mem_size": 500}),
+    sweep_row("cumulative", 0.81, 0.13, {}),
+]
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Draw a section's figures, keeping the matplotlib figures instead of their PNG."""
+    import matplotlib.pyplot as plt
+
+    from lifelong.experiment import report_plots
+    from lifelong.experiment.report import sections
+
+    kept: list[Any] = []
+
+    def keep(fig: Any) -> bytes:
+        fig.canvas.draw()
+        kept.append(fig)
+        return b"png"
+
+    monkeypatch.setattr(report_plots, "_png", keep)
+
+    def draw(rows: list[dict[str, Any]], *makers: str) -> dict[str, Any]:
+        figures = {}
+        for maker in makers:
+            assert getattr(report_plots, maker)(sections(rows)[0]) is not None, maker
+            figures[maker] = kept[-1]
+        return figures
+
+    yield draw
+    plt.close("all")
+
+
+def tick_texts(axis: Any) -> list[str]:
+    return [t.get_text() for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+
+
+def test_experiences_are_numbered_from_one_in_every_figure(drawn: Any) -> None:
+    figs = drawn(CROWD[:2], "heatmaps", "accuracy_curves", "forgetting_bars")
+    heat = figs["heatmaps"].axes[0]
+    assert tick_texts(heat.xaxis) == ["1", "2", "3", "4", "5"]
+    assert tick_texts(heat.yaxis) == ["1", "2", "3", "4", "5"]
+    assert tick_texts(figs["accuracy_curves"].axes[0].xaxis) == ["1", "2", "3", "4", "5"]
+    # the last experience cannot be forgotten: bars for experiences 1 to 4
+    assert tick_texts(figs["forgetting_bars"].axes[0].xaxis) == ["1", "2", "3", "4"]
+
+
+def test_heatmap_numbers_are_readable_with_two_strategies(drawn: Any) -> None:
+    heat = drawn(CROWD[:2], "heatmaps")["heatmaps"]
+    sizes = {t.get_fontsize() for ax in heat.axes for t in ax.texts}
+    assert sizes and min(sizes) >= 10  # points, at the size the figure is shown
+
+
+def overlaps(a: Any, b: Any) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_legends_cover_no_bars_or_lines(drawn: Any) -> None:
+    figs = drawn(CROWD, "forgetting_bars", "accuracy_curves")
+    for name in ("forgetting_bars", "accuracy_curves"):
+        fig = figs[name]
+        ax = fig.axes[0]
+        renderer = fig.canvas.get_renderer()
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not overlaps(legend, ax.get_window_extent(renderer)), name
+
+
+def test_cost_labels_do_not_overlap_and_buffer_axis_starts_at_zero(drawn: Any) -> None:
+    fig = drawn(CROWD, "cost_tradeoff")["cost_tradeoff"]
+    renderer = fig.canvas.get_renderer()
+    time_ax, buffer_ax = fig.axes
+    for ax in (time_ax, buffer_ax):
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        assert len(boxes) >= 8
+        clashes = [
+            (i, j) for i in range(len(boxes)) for j in range(i) if overlaps(boxes[i], boxes[j])
+        ]
+        assert not clashes, [(ax.texts[i].get_text(), ax.texts[j].get_text()) for i, j in clashes]
+    texts = {t.get_text() for t in buffer_ax.texts}
+    assert "naive, lwf" in texts  # one label for points drawn on the same spot
+    assert "replay(mem_size=200)" in texts and "replay(mem_size=500)" in texts
+    assert not any("cumulative" in t for t in texts)  # keeps all data: no buffer size
+    left, right = buffer_ax.get_xlim()
+    assert -0.05 * right <= left <= 0
+    assert all(float(t) >= 0 for t in tick_texts(buffer_ax.xaxis))
+    assert time_ax.get_xlim()[0] >= 0
+
+
+def test_sweep_rows_show_the_values_that_vary() -> None:
+    from lifelong.experiment.report import render_html, render_markdown, sections
+
+    rows = [dict(r, seed=s) for r in CROWD for s in (0, 1)]
+    secs = sections(rows)  # the figures are tested above
+    page = render_html({}, rows, secs)
+    assert "<td>replay(mem_size=200)</td>" in page and "<td>replay(mem_size=500)</td>" in page
+    assert "<td>ewc(lambda=10.0)</td>" in page and "<td>ewc(lambda=100.0)</td>" in page
+    assert "<td>naive</td>" in page and "<td>replay</td>" not in page
+    assert "| replay(mem_size=500) | 2/2 |" in render_markdown({}, rows, secs, "files")
+    assert [r["strategy"] for r in rows][4:8:2] == ["replay(mem_size=200)", "replay"]  # kept

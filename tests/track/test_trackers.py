@@ -134,6 +134,30 @@ def test_mlflow_run_reads_back(results: dict[str, Any], tmp_path: Path, monkeypa
     assert len(client.search_runs([env_exp.experiment_id])) == 3
 
 
+def test_mlflow_logs_each_run_once(results: dict[str, Any], tmp_path: Path) -> None:
+    require("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    art = str(tmp_path / "art")
+    for _ in range(2):  # log_results called twice (a second process, a second tracker)
+        with get_tracker("mlflow", tracking_uri=uri, experiment="t", artifact_location=art) as t:
+            assert log_results(results["path"], t) == 3
+            assert log_results(results["path"], t) == 3
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.get_experiment_by_name("t").experiment_id
+    runs = client.search_runs([exp_id])
+    assert len(runs) == 3
+    assert {r.data.tags["lifelong.run_id"] for r in runs} == {
+        str(row["run_id"]) for row in results["runs"]
+    }
+    # a new attempt of a run (another row: new timings) is a new MLflow run
+    again = {**results["runs"][0], "wall_seconds": 123.0}
+    with get_tracker("mlflow", tracking_uri=uri, experiment="t") as t:
+        t.log_run(again, header_of(results))
+    assert len(client.search_runs([exp_id])) == 4
+
+
 def test_tensorboard_events_read_back(results: dict[str, Any], tmp_path: Path) -> None:
     require("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

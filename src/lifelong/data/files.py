@@ -50,6 +50,7 @@ def stream_from_files(
     cache_dir: str | None = None,
     image_size: Sequence[int] | None = None,
     name: str | None = None,
+    text_column: str | None = None,
 ) -> Stream:
     """Build a stream from the file or folder at `path`.
 
@@ -63,6 +64,9 @@ def stream_from_files(
       the classes). Images take the mode (grey/RGB) and size of the first image (or
       `image_size=(width, height)`); others are converted and resized (bilinear).
       Pixels become float32 in [0, 1], shape `[C, H, W]`.
+    * `text_column` (tables): that column's texts are the features, as float32 code points
+      (`lifelong.data.text.encode_texts`, `MAX_CHARS` per text) for a text model
+      (`--model text:minilm`); `stream.info["text_column"]` names it.
 
     Class and task streams group classes with `classes_per_experience`, `n_experiences`
     and `class_order` (ids or names) as `split_by_class` does. Each experience's data is
@@ -84,7 +88,9 @@ def stream_from_files(
         features = [f.strip() for f in features.split(",") if f.strip()]
     group_column = _group_column(scenario, task_column, domain_column)
     limit = None if in_memory is True else 0.0 if in_memory is False else memory_limit_mb * 2**20
-    src = open_source(path, scenario, target, features, group_column, limit, image_size)
+    src = open_source(
+        path, scenario, target, features, group_column, limit, image_size, text_column
+    )
     x = None if src.on_disk else torch.from_numpy(np.concatenate(list(src.chunks())))
     y, class_names = encode_labels(src.labels, src.label_name)
     if src.class_names is not None:
@@ -104,12 +110,16 @@ def stream_from_files(
     }
     if group_values is not None:
         info["domains" if scenario == "domain" else "tasks"] = [str(v) for v in group_values]
+    if text_column is not None:
+        info["text_column"] = text_column
+    info.update(_reading(src, group_column))
     if x is not None:
         exps = [_in_memory(e, x) for e in index.experiences]
     else:
         cap = DISK_TEST_CAP if max_test_per_experience is None else max_test_per_experience
         options: list[Any] = [target, features, group_column, scenario, classes_per_experience]
         options += [class_order, n_experiences, test_fraction, seed, domain_order, cap]
+        options += [text_column] if text_column else []
         key = _cache_key(src.identity, options)
         exps = _on_disk(index, src, cap, seed, num_workers, _cache_file(path, cache_dir, key))
         info["fingerprint"] = key
@@ -167,6 +177,24 @@ def _index_stream(
         pairs = [(train[train.t == k], test[test.t == k]) for k in range(n)]
         index = by_domain(pairs, scenario=scenario, name=name)
     return index
+
+
+def _reading(src: Source, group_column: str | None) -> dict[str, Any]:
+    """What new data must look like to be read as this data was (`lifelong.data.newdata`):
+    the feature column names (tables), the label/group columns and the table's other
+    columns (present in the training file, not features), or the images' mode and size."""
+    out: dict[str, Any] = {"data": {"kind": src.kind}}
+    if src.features is not None:
+        out["feature_names"] = list(src.features)
+        used = {*src.features, src.label_name, group_column}
+        out["data"].update(
+            target=src.label_name,
+            group_column=group_column,
+            other_columns=[c for c in src.columns if c not in used],
+        )
+    if src.image is not None:
+        out["data"]["image"] = dict(src.image)
+    return out
 
 
 def _group_column(scenario: str, task_column: str | None, domain_column: str | None) -> str | None:

@@ -16,9 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from lifelong.data.columns import OptionError, did_you_mean
+from lifelong.data.text import MAX_CHARS, text_chunk
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 CHUNK_ROWS = 65_536
+#: column names that suggest a label, named when `target` is missing
+LABEL_NAMES = ("label", "labels", "target", "class", "y")
 
 
 @dataclass
@@ -37,6 +42,9 @@ class Source:
     identity: str
     on_disk: bool
     class_names: list[str] | None = None
+    #: how new data must be read to match: feature columns, or image mode and size
+    features: list[str] | None = None
+    image: dict[str, Any] | None = None
 
 
 def open_source(
@@ -47,8 +55,14 @@ def open_source(
     group_column: str | None,
     limit: float | None,
     image_size: Sequence[int] | None,
+    text_column: str | None = None,
 ) -> Source:
-    """Open `path` with the reader its suffix (or being a folder) calls for."""
+    """Open `path` with the reader its suffix (or being a folder) calls for; a table's
+    `text_column` is its one feature, as code points (`lifelong.data.text`)."""
+    if text_column is not None and (path.is_dir() or path.suffix.lower() not in TABLE_SUFFIXES):
+        raise ValueError(f"text_column={text_column!r} is for CSV/TSV/Parquet tables only")
+    if text_column is not None and features is not None:
+        raise ValueError("give text_column or features, not both: the text is the feature")
     if path.is_dir():
         if target is not None or features is not None or group_column is not None:
             raise ValueError(
@@ -65,7 +79,7 @@ def open_source(
             )
         return _npz(path, scenario != "class", limit)
     if suffix in TABLE_SUFFIXES:
-        return _table(path, target, features, group_column, limit)
+        return _table(path, target, features, group_column, limit, text_column)
     raise ValueError(
         f"unsupported data file {path.name!r}; expected a .csv, .tsv, .parquet or .npz file "
         "or a folder with one subfolder of PNG/JPEG images per class"
@@ -82,25 +96,27 @@ def _columns(
     group: str | None,
 ) -> list[str]:  # fmt: skip
     """Check the named columns exist; return the feature columns."""
-    listing = ", ".join(columns[:30]) + (
-        f", ... ({len(columns)} columns)" if len(columns) > 30 else ""
-    )
+    listing = ", ".join(columns)
     if target is None:
-        raise ValueError(
-            f"name the label column with target=...; {path.name} has columns {listing}"
+        hint = "".join(f" (is it {c!r}?)" for c in columns if c.lower() in LABEL_NAMES)[:80]
+        raise OptionError(
+            f"name the label column with target=...{hint}; {path.name} has columns {listing}",
+            f"name the label column with --target COLUMN{hint}; {path.name} has columns {listing}",
         )
     for what, col in (("target", target), ("task/domain", group)):
         if col is not None and col not in columns:
+            hint = did_you_mean(col, columns)
             raise ValueError(
-                f"{what} column {col!r} is not in {path.name}; its columns are {listing}"
+                f"{what} column {col!r} is not in {path.name}{hint}; its columns are {listing}"
             )
     feats = (
         list(features) if features is not None else [c for c in columns if c not in (target, group)]
     )
     missing = [c for c in feats if c not in columns]
     if missing:
+        hint = did_you_mean(missing[0], columns)
         raise ValueError(
-            f"feature columns {missing} are not in {path.name}; its columns are {listing}"
+            f"feature columns {missing} are not in {path.name}{hint}; its columns are {listing}"
         )
     if not feats:
         raise ValueError(f"{path.name} has no feature columns besides {target!r}")
@@ -111,7 +127,7 @@ def _columns(
 
 def _table(
     path: Path, target: str | None, features: Sequence[str] | None, group: str | None,
-    limit: float | None,
+    limit: float | None, text: str | None = None,
 ) -> Source:  # fmt: skip
     import pandas as pd
 
@@ -124,17 +140,21 @@ def _table(
         columns, n_rows = list(pf.schema_arrow.names), int(pf.metadata.num_rows)
     else:
         columns = [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
-    feats = _columns(path, columns, target, features, group)
+    feats = _columns(path, columns, target, [text] if text else features, group)
+    width = MAX_CHARS if text else len(feats)
+    convert: Callable[..., np.ndarray] = numeric
+    if text:  # the text column as code points instead of numbers
+        convert = lambda df, _, offset=0: text_chunk(df, text)  # noqa: E731
     keys: list[str] = [str(target)] + ([group] if group else [])
     if parquet:
         labels = pf.read(columns=keys).to_pandas()
-        on_disk = limit is not None and n_rows * len(feats) * 4 > limit
+        on_disk = limit is not None and n_rows * width * 4 > limit
 
         def chunks() -> Iterator[np.ndarray]:
             offset = 0
             for i in range(pf.num_row_groups):
                 df = pf.read_row_group(i, columns=feats).to_pandas()
-                yield numeric(df, feats, offset)
+                yield convert(df, feats, offset)
                 offset += len(df)
     else:
         on_disk = limit is not None and path.stat().st_size > limit
@@ -143,16 +163,17 @@ def _table(
 
         def chunks() -> Iterator[np.ndarray]:
             if not on_disk:
-                yield numeric(frame, feats, 0)
+                yield convert(frame, feats, 0)
                 return
             offset = 0
             for df in pd.read_csv(path, sep=sep, usecols=feats, chunksize=CHUNK_ROWS):
-                yield numeric(df, feats, offset)
+                yield convert(df, feats, offset)
                 offset += len(df)
 
     return Source(
-        "table", columns, len(labels), (len(feats),), labels[target], str(target),
+        "table", columns, len(labels), (width,), labels[target], str(target),
         labels[group] if group else None, group, chunks, _identity(path), on_disk,
+        features=feats,
     )  # fmt: skip
 
 
@@ -288,20 +309,26 @@ def _images(path: Path, limit: float | None, size: Sequence[int] | None) -> Sour
     shape = (1 if mode == "L" else 3, h, w)
     on_disk = limit is not None and len(files) * int(np.prod(shape)) * 4 > limit
 
-    def load(f: Path) -> np.ndarray:
-        with Image.open(f) as im:
-            im = im.convert(mode)
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.Resampling.BILINEAR)
-            a = np.asarray(im, dtype=np.float32) / 255.0
-        return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-
     def chunks() -> Iterator[np.ndarray]:
         for s in range(0, len(files), 1024):
-            yield np.stack([load(f) for f in files[s : s + 1024]])
+            yield np.stack([load_image(f, mode, (w, h)) for f in files[s : s + 1024]])
 
     stamp = hashlib.sha256("".join(f"{f}:{f.stat().st_mtime_ns}" for f in files).encode())
     return Source(
         "images", [], len(files), shape, np.array(labels), "folder", None, None, chunks,
         f"{path.resolve()}:{stamp.hexdigest()[:16]}", on_disk, classes,
+        image={"mode": mode, "size": [w, h]},
     )  # fmt: skip
+
+
+def load_image(f: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """One image as float32 `[C, H, W]` in [0, 1], converted to `mode` ("L" or "RGB") and
+    resized (bilinear) to `size` = (width, height): the same for training and prediction."""
+    from PIL import Image
+
+    with Image.open(f) as im:
+        im = im.convert(mode)
+        if im.size != tuple(size):
+            im = im.resize(tuple(size), Image.Resampling.BILINEAR)
+        a = np.asarray(im, dtype=np.float32) / 255.0
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)

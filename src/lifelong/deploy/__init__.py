@@ -2,10 +2,11 @@
 versions, each a saved `Learner`) plus a database (samples, versions, aliases, audit log).
 
     from lifelong import deploy
-    deploy.create("dep", from_run="runs/first/<run>")   # the run's model: v1.0, production
+    deploy.create("dep", from_run="runs/first/<run>", policy="triggered")  # v1.0, production
     deploy.ingest("dep", x, y, subject="patient-17")     # checked whole, stored in one go
-    deploy.predict("dep", x_new)                         # (classes, "v1.0")
-    deploy.update("dep")                                 # stateful update + gate -> v1.1
+    p = deploy.predict("dep", x_new)                     # (classes, "v1.0", sample ids)
+    deploy.label("dep", p.ids, true_labels)              # labels that arrive later
+    deploy.update("dep")                                 # the policy decides; gate -> v1.1
     deploy.rollback("dep"); deploy.status("dep"); deploy.forget("dep", "patient-17")
 
 Heavy parts (SQLAlchemy, torch) are imported on first use.
@@ -17,31 +18,26 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lifelong.deploy.errors import DeployError, UpdateRunning
-    from lifelong.deploy.ops import (
-        Prediction,
-        create,
-        expire,
-        forget,
-        ingest,
-        predict,
-        promote,
-        rollback,
-        status,
-    )
+    from lifelong.deploy.erase import forget
+    from lifelong.deploy.ops import create, expire, ingest, label, promote, rollback
+    from lifelong.deploy.serving import Prediction, predict, record_predictions
     from lifelong.deploy.stateful import update
+    from lifelong.deploy.overview import status
 
 _LAZY = {
     "DeployError": "lifelong.deploy.errors",
     "UpdateRunning": "lifelong.deploy.errors",
-    "Prediction": "lifelong.deploy.ops",
+    "Prediction": "lifelong.deploy.serving",
     "create": "lifelong.deploy.ops",
     "expire": "lifelong.deploy.ops",
-    "forget": "lifelong.deploy.ops",
+    "forget": "lifelong.deploy.erase",
     "ingest": "lifelong.deploy.ops",
-    "predict": "lifelong.deploy.ops",
+    "label": "lifelong.deploy.ops",
+    "predict": "lifelong.deploy.serving",
     "promote": "lifelong.deploy.ops",
+    "record_predictions": "lifelong.deploy.serving",
     "rollback": "lifelong.deploy.ops",
-    "status": "lifelong.deploy.ops",
+    "status": "lifelong.deploy.overview",
     "update": "lifelong.deploy.stateful",
 }
 
@@ -53,8 +49,10 @@ __all__ = [
     "expire",
     "forget",
     "ingest",
+    "label",
     "predict",
     "promote",
+    "record_predictions",
     "rollback",
     "status",
     "update",

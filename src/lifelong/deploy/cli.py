@@ -1,4 +1,4 @@
-"""`lifelong deploy create|ingest|predict|update|promote|rollback|status|forget`.
+"""`lifelong deploy create|ingest|predict|label|update|promote|rollback|status|forget|keys`.
 Only the standard library at import: `lifelong --help` stays free of torch."""
 
 from __future__ import annotations
@@ -25,6 +25,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-age-days", type=float, default=None, help="delete samples older than this"
     )
     c.add_argument("--max-samples", type=int, default=None, help="keep at most this many samples")
+    c.add_argument(
+        "--memory", choices=["keep", "none"], default="keep",
+        help="none: keep no real sample beyond the update that learns it (refuses replay)",
+    )  # fmt: skip
+    c.add_argument(
+        "--policy", default="stateful",
+        help="manual, scheduled, stateful (default, daily) or triggered; or a spec",
+    )  # fmt: skip
+    c.add_argument(
+        "--policy-option", action="append", default=[], metavar="KEY=VALUE",
+        help="a policy parameter, e.g. every_s=3600 or cooldown_s=600 (repeatable)",
+    )  # fmt: skip
+    c.add_argument(
+        "--gate", action="append", default=[], metavar="KEY=VALUE",
+        help="gate threshold: max_drop, max_forgetting_drop (0.01), holdout_fraction (0.2)",
+    )  # fmt: skip
     i = sub.add_parser("ingest", help="store a batch of samples (checked whole first)")
     i.add_argument("dir")
     i.add_argument("--data", required=True, help=".csv (with a header) or .npz (x, y, subject, t)")
@@ -35,8 +51,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pr.add_argument("--data", required=True, help=".csv (numeric columns) or .npz (array x)")
     pr.add_argument("--out", default=None, help="CSV to write (default: standard output)")
     pr.add_argument("--target", default=None, help="a label column to leave out (CSV)")
-    pr.add_argument("--subject-column", default=None, help="a subject column to leave out (CSV)")
-    sub.add_parser("update", help="stateful update on the new labelled samples, then the gate").add_argument("dir")  # fmt: skip
+    pr.add_argument("--subject-column", default=None, help="subject id column (CSV), recorded")
+    pr.add_argument("--no-record", action="store_true", help="do not store inputs and predictions")
+    lb = sub.add_parser("label", help="labels for samples stored earlier (ids from predict/ingest)")
+    lb.add_argument("dir")
+    lb.add_argument("--data", required=True, help=".csv with an id column and a label column")
+    lb.add_argument("--id-column", default="id", help="column of sample (prediction) ids")
+    lb.add_argument("--target", required=True, help="label column")
+    up = sub.add_parser("update", help="ask the policy; run a retrain or stateful update + gate")
+    up.add_argument("dir")
+    up.add_argument("--force", action="store_true", help="run now whatever the policy says")
     pm = sub.add_parser("promote", help="make VERSION production")
     pm.add_argument("dir")
     pm.add_argument("name", metavar="VERSION")  # not `version`: the top-level --version
@@ -49,19 +73,84 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f = sub.add_parser("forget", help="delete a subject's samples (bytes included) and log it")
     f.add_argument("dir")
     f.add_argument("--subject", required=True)
+    f.add_argument(
+        "--retrain", action="store_true",
+        help="also rebuild production without the subject (replays later updates)",
+    )  # fmt: skip
+    k = sub.add_parser("keys", help="API keys of `lifelong serve` (shown once, stored hashed)")
+    ks = k.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    kc = ks.add_parser("create", help="create a key and print it (the only time it is shown)")
+    kc.add_argument("dir")
+    kc.add_argument("--scope", required=True, choices=["predict", "feedback", "admin"],
+                    help="predict < feedback (also predicts) < admin (everything)")  # fmt: skip
+    kc.add_argument("--name", default=None, help="its name in the audit log (default SCOPE-N)")
+
+
+def _options(items: list[str], flag: str) -> dict[str, Any]:
+    """`KEY=VALUE` strings as a dict; values read as JSON where they parse (numbers,
+    true/false, null/none), else kept as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
+        if value.strip().lower() == "none":
+            out[key.strip()] = None
+            continue
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _read_labels(path: str, id_column: str, target: str) -> tuple[list[str], list[str]]:
+    """(ids, labels) from a CSV with a header naming both columns (other columns ignored)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such data file")
+    with open(p, newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    header = [h.strip() for h in rows[0]] if rows else []
+    for name in (id_column, target):
+        if name not in header:
+            raise ValueError(f"{p}: no column {name!r}; columns: {', '.join(header)}")
+    i, j = header.index(id_column), header.index(target)
+    return [r[i].strip() for r in rows[1:]], [r[j].strip() for r in rows[1:]]
+
+
+def _acc(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _print_status(s: dict[str, Any]) -> None:
-    print(f"production: {s['production']}   candidate: {s['candidate']}")
+    pol = s["policy"] or {}
     print(
-        f"samples: {s['samples']} stored, {s['pending_labelled']} labelled and "
-        f"{s['pending_unlabelled']} unlabelled since production was trained"
+        f"production: {s['production']}   candidate: {s['candidate']}   policy: {pol.get('name')}"
     )
+    print(
+        f"samples: {s['samples']} stored ({s['predictions']} predicted, {s['holdouts']} held "
+        f"out), {s['pending_labelled']} labelled and {s['pending_unlabelled']} unlabelled since "
+        "production was trained"
+    )
+    mem = s["memory"]
+    kept = "kept" if mem["unmatched_kept"] else "dropped at the next update"
+    line = f"replay memory: {mem['rows']} rows referring to stored samples"
+    print(line + (f", {mem['unmatched']} not from the store ({kept})" if mem["unmatched"] else ""))
     for v in s["versions"]:
         m = v["metrics"]
-        acc = f"  holdout {m['holdout_accuracy']:.3f} (production {m['production_accuracy']:.3f})" if "holdout_accuracy" in m else ""  # fmt: skip
+        acc = ""
+        if "holdout_accuracy" in m:
+            acc = f"  holdout {_acc(m['holdout_accuracy'])} (production {_acc(m.get('production_accuracy'))})"
+            acc += f", earlier {_acc(m.get('earlier_holdout_accuracy'))} (production {_acc(m.get('production_earlier_accuracy'))})"
         print(f"  {v['id']:<8} {v['kind']:<9} parent={v['parent']}  {v['verdict']}{acc}")
-    print("last decisions:")
+    d = s["last_decision"]
+    if d is not None:
+        print(f"last decision: {'run ' + d['mode'] if d['ran'] else 'no update'}: {d['reason']}")
+        print(f"  trigger scores: {json.dumps(d.get('scores') or {})}")
+    print("last events:")
     for d in s["last_decisions"]:
         print(f"  {d['at']:.0f}  {d['action']:<9} {json.dumps(d['details'])}")
 
@@ -72,28 +161,47 @@ def main(args: argparse.Namespace) -> int:
     from lifelong.deploy.schema import read_batch
 
     a, d = args.deploy_command, args.dir
+    if a == "keys":
+        from lifelong.deploy.deployment import Deployment
+        from lifelong.serve.keys import create_key
+
+        with Deployment(d) as dep:
+            token, key = create_key(dep.engine, args.scope, args.name)
+        print(token)
+        print(f"key {key.name!r} (scope {key.scope}): shown only now; keep it", file=sys.stderr)
+        return 0
     if a == "create":
+        policy = {"name": args.policy, **_options(args.policy_option, "--policy-option")}
+        if "(" in args.policy and not args.policy_option:
+            policy = args.policy
         out: Any = deploy.create(
             d, from_run=args.from_run, model=args.model, strategy=args.strategy,
             scenario=args.scenario, db=args.db, max_age_days=args.max_age_days,
-            max_samples=args.max_samples,
+            max_samples=args.max_samples, memory=args.memory, policy=policy,
+            gate=_options(args.gate, "--gate"),
         )  # fmt: skip
     elif a == "ingest":
         x, y, subject, task, cols = read_batch(args.data, args.target, args.subject_column)
         out = deploy.ingest(d, x, y, subject, task=task, columns=cols)
     elif a == "predict":
-        x, _, _, task, cols = read_batch(args.data, args.target, args.subject_column)
-        pred = deploy.predict(d, x, task=task, columns=cols)
+        x, _, subject, task, cols = read_batch(args.data, args.target, args.subject_column)
+        pred = deploy.predict(
+            d, x, subject=subject, task=task, columns=cols, record=not args.no_record
+        )
+        ids = pred.ids or [""] * len(pred.classes)
         f = sys.stdout if args.out is None else open(args.out, "w", newline="")
         with f if args.out is not None else contextlib.nullcontext(f):
             w = csv.writer(f)
-            w.writerow(["class", "version"])
-            w.writerows([int(c), pred.version] for c in pred.classes)
+            w.writerow(["id", "class", "version"])
+            w.writerows([i, int(c), pred.version] for i, c in zip(ids, pred.classes))
         if args.out is not None:
             print(f"{len(pred.classes)} predictions ({pred.version}) written to {args.out}", file=sys.stderr)  # fmt: skip
         return 0
+    elif a == "label":
+        ids, labels = _read_labels(args.data, args.id_column, args.target)
+        out = deploy.label(d, ids, labels)
     elif a == "update":
-        out = deploy.update(d)
+        out = deploy.update(d, force=args.force)
     elif a == "promote":
         out = deploy.promote(d, args.name)
     elif a == "rollback":
@@ -103,6 +211,6 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(s, indent=2)) if args.json else _print_status(s)
         return 0
     else:
-        out = deploy.forget(d, args.subject)
+        out = deploy.forget(d, args.subject, retrain=args.retrain)
     print(json.dumps(out))
     return 0

@@ -2,7 +2,8 @@
 holding each model version as a saved `Learner`) plus a database (`lifelong.deploy.store`).
 
     DIR/deployment.json     {"format": 1, "db": "sqlite:///DIR/deploy.db"}
-    DIR/deploy.db           samples, versions, aliases, alias_history, audit, settings, locks
+    DIR/deploy.db           samples, predictions, memory, holdouts, versions, aliases,
+                            alias_history, audit, settings, locks, counters
     DIR/versions/v1.0/      Learner.save(...)
 """
 
@@ -68,10 +69,12 @@ class Deployment:
         return hashlib.sha256(f"{salt}:{subject}".encode()).hexdigest()[:32]
 
     @staticmethod
-    def log(conn: Connection, action: str, **details: Any) -> None:
+    def log(conn: Connection, action: str, at: float | None = None, **details: Any) -> None:
         conn.execute(
             store.audit.insert().values(
-                at=time.time(), action=action, details=json.dumps(details, default=str)
+                at=time.time() if at is None else at,
+                action=action,
+                details=json.dumps(details, default=str),
             )
         )
 
@@ -81,12 +84,14 @@ class Deployment:
         row = conn.execute(select(store.aliases.c.version).where(store.aliases.c.name == name))
         return row.scalar()
 
-    def set_alias(self, conn: Connection, name: str, version: str, reason: str) -> None:
+    def set_alias(
+        self, conn: Connection, name: str, version: str, reason: str, now: float | None = None
+    ) -> None:
         """Point `name` at `version` (in the caller's transaction) and record it."""
         if name not in ALIASES:
             raise DeployError(f"unknown alias {name!r}; expected one of {ALIASES}")
         self.version(conn, version)  # exists
-        now = time.time()
+        now = time.time() if now is None else now
         conn.execute(store.aliases.delete().where(store.aliases.c.name == name))
         conn.execute(store.aliases.insert().values(name=name, version=version, since=now))
         conn.execute(
@@ -101,45 +106,66 @@ class Deployment:
         if row is None:
             known = conn.execute(select(store.versions.c.id)).scalars().all()
             raise DeployError(f"no version {version!r}; versions: {', '.join(known) or 'none'}")
-        out = dict(row._mapping)
-        out["metrics"] = json.loads(out["metrics"])
-        return out
+        return _version_dict(row)
 
     @staticmethod
     def versions(conn: Connection) -> list[dict[str, Any]]:
         order = (store.versions.c.major, store.versions.c.minor)
         rows = conn.execute(store.versions.select().order_by(*order)).all()
-        return [{**dict(r._mapping), "metrics": json.loads(r.metrics)} for r in rows]
+        return [_version_dict(r) for r in rows]
 
     @staticmethod
-    def next_id(conn: Connection, major: bool) -> tuple[int, int]:
-        """(major, minor) of the next version: a full retrain bumps the major, a stateful
-        update the minor of the newest major."""
-        top = conn.execute(select(func.max(store.versions.c.major))).scalar()
+    def next_id(conn: Connection, parent: str | None = None) -> tuple[int, int]:
+        """(major, minor) of the next version: a full retrain (`parent` None) takes the
+        next major, a stateful update of `parent` the next minor of the parent's major."""
+        v = store.versions
+        top = conn.execute(select(func.max(v.c.major))).scalar()
         if top is None:
             return 1, 0
-        if major:
+        if parent is None:
             return int(top) + 1, 0
-        minor = conn.execute(
-            select(func.max(store.versions.c.minor)).where(store.versions.c.major == top)
-        ).scalar()
-        return int(top), int(minor or 0) + 1
+        major = int(conn.execute(select(v.c.major).where(v.c.id == parent)).scalar_one())
+        minor = conn.execute(select(func.max(v.c.minor)).where(v.c.major == major)).scalar()
+        return major, int(minor or 0) + 1
 
     def add_version(self, conn: Connection, **values: Any) -> None:
         values["metrics"] = json.dumps(values.get("metrics", {}))
+        values["memory_layout"] = json.dumps(values.get("memory_layout", {}))
         values.setdefault("created_at", time.time())
         conn.execute(store.versions.insert().values(**values))
 
     def version_dir(self, version: str) -> Path:
         return self.path / "versions" / version
 
-    def load_learner(self, conn: Connection, version: str) -> Any:
+    def load_learner(self, conn: Connection, version: str, memory: bool = False) -> Any:
+        """The saved learner of `version`; `memory=True` refills its replay buffers from
+        the store's rows (what training needs; prediction does not)."""
         from lifelong.learner import Learner
 
-        return Learner.load(self.path / self.version(conn, version)["path"])
+        info = self.version(conn, version)
+        learner = Learner.load(self.path / info["path"])
+        if memory:
+            from lifelong.deploy.memory import attach
 
-    def count_samples(self, conn: Connection, after: int = 0, labelled: bool = True) -> int:
-        q = select(func.count()).select_from(store.samples).where(store.samples.c.id > after)
-        if labelled:
-            q = q.where(store.samples.c.label.is_not(None))
+            attach(self, conn, learner, info)
+        return learner
+
+    @staticmethod
+    def count_labelled(conn: Connection, after: int = 0) -> int:
+        """Labelled samples whose label arrived after label sequence number `after`."""
+        s = store.samples
+        q = select(func.count()).select_from(s).where(s.c.lseq > after)
         return int(conn.execute(q).scalar() or 0)
+
+    @staticmethod
+    def count_unlabelled(conn: Connection, after_id: int = 0) -> int:
+        s = store.samples
+        q = select(func.count()).select_from(s).where(s.c.id > after_id, s.c.label.is_(None))
+        return int(conn.execute(q).scalar() or 0)
+
+
+def _version_dict(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    out["metrics"] = json.loads(out["metrics"])
+    out["memory_layout"] = json.loads(out.get("memory_layout") or "{}")
+    return out

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lifelong.data.columns import align_columns, table_columns
 from lifelong.deploy.errors import DeployError
 
 
@@ -42,10 +43,22 @@ def _first_non_number(flat: np.ndarray, columns: Sequence[str] | None) -> str:
 
 
 def check_features(
-    x: Any, shape: Sequence[int] | None, columns: Sequence[str] | None = None
+    x: Any,
+    shape: Sequence[int] | None,
+    columns: Sequence[str] | None = None,
+    expected: Sequence[str] | None = None,
 ) -> np.ndarray:
     """`x` as float32 of shape `(N, *shape)` (rows may also come flattened), or a
-    `DeployError` naming the first bad row/column/value. `shape` None: any row shape."""
+    `DeployError` naming the first bad row/column/value. `shape` None: any row shape.
+    `expected`: the model's feature column names (`Learner.feature_names`); named
+    `columns` (or a DataFrame's) are then matched to them by name, in any order
+    (`lifelong.data.columns.align_columns`); a missing or unknown column is refused."""
+    names = list(columns) if columns is not None else table_columns(x)
+    try:
+        x = align_columns(x, expected, names, "the batch")
+    except ValueError as e:
+        raise DeployError(str(e)) from None
+    columns = list(expected) if expected and names else names
     try:
         arr = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
     except ValueError as e:  # ragged lists
@@ -88,7 +101,7 @@ def _per_row(values: Any, n: int, what: str) -> list[Any]:
     return out
 
 
-def _label(v: Any, i: int) -> int | None:
+def label_id(v: Any, i: int) -> int | None:
     if v is None or (isinstance(v, float) and math.isnan(v)) or v == "":
         return None
     try:
@@ -108,18 +121,20 @@ def check_batch(
     *,
     shape: Sequence[int] | None,
     columns: Sequence[str] | None = None,
+    expected: Sequence[str] | None = None,
 ) -> Batch:
-    """Check a whole batch; a `DeployError` for the first problem found."""
-    feats = check_features(x, shape, columns)
+    """Check a whole batch; a `DeployError` for the first problem found. `expected`: the
+    model's feature column names, matched by name to `columns` (`check_features`)."""
+    feats = check_features(x, shape, columns, expected)
     n = len(feats)
-    labels = [_label(v, i) for i, v in enumerate(_per_row(y, n, "labels"))]
+    labels = [label_id(v, i) for i, v in enumerate(_per_row(y, n, "labels"))]
     subjects = [None if s is None or s == "" else str(s) for s in _per_row(subject, n, "subjects")]
     for i, s in enumerate(subjects):
         if s is not None and len(s) > 256:
             raise DeployError(f"row {i}: subject id longer than 256 characters")
     tasks = []
     for i, t in enumerate(_per_row(0 if task is None else task, n, "task ids")):
-        lab = _label(t, i)
+        lab = label_id(t, i)
         if lab is None:
             raise DeployError(f"row {i}: task id {t!r} is not an integer >= 0")
         tasks.append(lab)

@@ -1,92 +1,36 @@
-"""`update`: the `stateful` policy. Fine-tune the production version on the labelled
-samples it has not seen, write the result as a new minor version (the candidate), and
-promote it when it passes the gate: on a holdout of the newest labelled samples, its
-accuracy is not worse than production's by more than `max_drop` (1 point by default).
-Only one update runs at a time per deployment (a row in the `locks` table)."""
+"""`update`: what a cron job runs. The deployment's policy (`lifelong.deploy.policies`)
+looks at an `Observation` built from the store and decides; the decision and its trigger
+scores go to the audit log. Then nothing runs, or a retrain from scratch on the retained
+labelled data (a new major version, kind "full"), or a stateful update: the production
+version, its replay memory refilled from the store, fine-tuned on the labels that arrived
+since it was trained (the next minor: `v2.3` is the third stateful update since the full
+retrain `v2.0`). Each update holds out the newest part of its window, and the candidate
+becomes production only if it passes the gate (`lifelong.deploy.gate`).
+
+Crash safety: the version's folder is written (atomically) before its row, memory rows,
+holdout rows and aliases, which one transaction writes; a folder without a row (an update
+killed in between) is removed by the next update. Only one update runs at a time."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, select
+from sqlalchemy.engine import Connection
 
-from lifelong.deploy import store
+from lifelong.deploy import data, gate, memory, store
 from lifelong.deploy.deployment import Deployment
-from lifelong.deploy.errors import DeployError, UpdateRunning
+from lifelong.deploy.errors import DeployError
+from lifelong.deploy.lock import clean_orphans, update_lock
 from lifelong.deploy.ops import PathArg, apply_retention
 
-LOCK = "update"
+DEFAULT_POLICY: dict[str, Any] = {"name": "stateful"}
 
 
-def _alive(owner: str) -> bool:
-    """False only when `owner` (host:pid) is a process of this host that has ended."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextmanager
-def update_lock(engine: Engine) -> Iterator[None]:
-    """Hold the deployment's update lock; `UpdateRunning` when another live process
-    holds it (a lock left by a process that died on this host is taken over)."""
-    me = f"{socket.gethostname()}:{os.getpid()}"
-    L = store.locks
-    for _ in range(2):
-        try:
-            with store.transaction(engine) as conn:
-                conn.execute(L.insert().values(name=LOCK, owner=me, since=time.time()))
-            break
-        except IntegrityError:
-            with store.transaction(engine) as conn:
-                row = conn.execute(L.select().where(L.c.name == LOCK)).first()
-                if row is not None and _alive(row.owner):
-                    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.since))
-                    raise UpdateRunning(
-                        f"another update of this deployment is running (process {row.owner}, "
-                        f"since {since}); try again when it has finished"
-                    ) from None
-                if row is not None:  # its owner died: take it over
-                    conn.execute(L.delete().where(L.c.name == LOCK, L.c.owner == row.owner))
-    else:
-        raise UpdateRunning("could not take the update lock")
-    try:
-        yield
-    finally:
-        with store.transaction(engine) as conn:
-            conn.execute(L.delete().where(L.c.name == LOCK, L.c.owner == me))
-
-
-def _window(conn: Any, after: int) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
-    s = store.samples
-    rows = conn.execute(
-        select(s.c.id, s.c.x, s.c.shape, s.c.label, s.c.task)
-        .where(s.c.id > after, s.c.label.is_not(None))
-        .order_by(s.c.id)
-    ).all()
-    if not rows:
-        return [], np.zeros((0,)), np.zeros((0,), np.int64), np.zeros((0,), np.int64)
-    x = np.stack([np.frombuffer(r.x, np.float32).reshape(json.loads(r.shape)) for r in rows])
-    y = np.array([r.label for r in rows], np.int64)
-    t = np.array([r.task for r in rows], np.int64)
-    return [int(r.id) for r in rows], x, y, t
-
-
-def _new_learner(settings: dict[str, Any]) -> Any:
+def new_learner(settings: dict[str, Any]) -> Any:
     from lifelong.config import TrainConfig
     from lifelong.learner import Learner
 
@@ -98,63 +42,229 @@ def _new_learner(settings: dict[str, Any]) -> Any:
     )
 
 
-def _learn(learner: Any, x: np.ndarray, y: np.ndarray, t: np.ndarray) -> None:
-    """One `learn` per task id, in order of first arrival."""
-    for task in dict.fromkeys(t.tolist()):
-        m = t == task
-        learner.learn(x[m], y[m], task=task if learner.scenario == "task" else None)
+def learn(learner: Any, fit: data.Samples) -> None:
+    """One `learn` per run of equal task ids, in arrival order."""
+    t = fit.t
+    if len(t) == 0:
+        return
+    starts = [0, *(np.flatnonzero(t[1:] != t[:-1]) + 1).tolist(), len(t)]
+    for a, b in zip(starts[:-1], starts[1:]):
+        task = int(t[a]) if learner.scenario == "task" else None
+        learner.learn(fit.x[a:b], fit.y[a:b], task=task)
 
 
-def _accuracy(learner: Any, x: np.ndarray, y: np.ndarray, t: np.ndarray) -> float:
-    task = t if learner.scenario == "task" else None
-    return float((learner.predict(x, task=task).numpy() == y).mean())
+def observe(
+    conn: Connection,
+    settings: dict[str, Any],
+    prod: dict[str, Any] | None,
+    learner: Any,
+    now: float,
+) -> Any:
+    """The policy's `Observation` of the deployment at `now`."""
+    from lifelong.deploy.policies import Observation
+
+    shape = settings.get("input_shape")
+    after = 0 if prod is None else int(prod["window_to"])
+    since = data.window(conn, after)
+    if learner is None or len(since) == 0:
+        correct = np.zeros(0, bool)
+    else:
+        task = since.t if learner.scenario == "task" else None
+        correct = learner.predict(since.x, task=task).numpy() == since.y
+    return Observation(
+        now=now,
+        last_update_at=None if prod is None else float(prod["created_at"]),
+        labelled_since=len(since),
+        reference_x=data.inputs(conn, data.reference_query(prod), shape),
+        recent_x=data.inputs(conn, data.recent_query(prod), shape),
+        recent_correct=correct,
+        baseline_accuracy=None
+        if prod is None
+        else (prod.get("metrics") or {}).get("holdout_accuracy"),
+    )
 
 
-def update(path: PathArg, min_samples: int = 2) -> dict[str, Any]:
-    """Run one stateful update (see the module docstring); returns the new version, the
-    gate's figures and verdict. Refused (`DeployError`) with fewer than `min_samples`
-    labelled samples since production was trained, `UpdateRunning` during another."""
+def update(path: PathArg, *, force: bool = False, now: float | None = None) -> dict[str, Any]:
+    """Ask the deployment's policy whether to update now (`force`: run whatever it says,
+    how a `manual` deployment is updated); log the decision; run it. Returns the decision
+    (`ran`, `mode`, `reason`, `scores`) and, when it ran, the new version, its verdict and
+    the gate's figures. `UpdateRunning` while another update runs; `DeployError` when
+    asked to run with no labelled sample to learn."""
+    from lifelong.deploy.policies import make_policy
+
+    now = time.time() if now is None else now
     with Deployment(path) as dep, update_lock(dep.engine):
+        clean_orphans(dep.engine, dep.path / "versions")
         with store.transaction(dep.engine) as conn:
-            apply_retention(dep, conn, time.time())
+            expired = apply_retention(dep, conn, now) + consume_leftovers(dep, conn, now)
+        if expired:
+            store.compact(dep.engine)
         with dep.engine.connect() as conn:
             settings = dep.settings(conn)
-            prod = dep.alias(conn, "production")
-            seen = 0 if prod is None else int(dep.version(conn, prod)["window_to"])
-            ids, x, y, t = _window(conn, seen)
-            learner = _new_learner(settings) if prod is None else dep.load_learner(conn, prod)
-            major, minor = dep.next_id(conn, major=prod is None)
-        if len(ids) < min_samples:
-            raise DeployError(
-                f"nothing to learn: {len(ids)} labelled samples since {prod or 'the start'}"
-                f" (at least {min_samples} needed)"
-            )
-        gate = settings.get("gate") or {}
-        n_hold = 0 if prod is None else max(1, int(len(ids) * float(gate["holdout_fraction"])))
-        cut = len(ids) - n_hold
-        before = None if prod is None else _accuracy(learner, x[cut:], y[cut:], t[cut:])
-        t0 = time.perf_counter()
-        _learn(learner, x[:cut], y[:cut], t[:cut])
-        seconds = time.perf_counter() - t0
-        vid = f"v{major}.{minor}"
-        learner.save(dep.version_dir(vid))
-        metrics: dict[str, Any] = {"train_seconds": round(seconds, 4), "holdout": n_hold}
-        if before is None:
-            verdict = "promoted"  # the first version: nothing to compare against
-        else:
-            after = _accuracy(learner, x[cut:], y[cut:], t[cut:])
-            metrics.update(holdout_accuracy=after, production_accuracy=before)
-            ok = after >= before - float(gate["max_drop"])
-            verdict = "promoted" if ok else "rejected"
+            name = dep.alias(conn, "production")
+            prod = None if name is None else dep.version(conn, name)
+            learner = None if name is None else dep.load_learner(conn, name, memory=True)
+            obs = observe(conn, settings, prod, learner, now)
+        policy = make_policy(settings.get("policy") or DEFAULT_POLICY)
+        d = policy.decide(obs, forced=force)
+        decision = {"policy": policy.name, "ran": d.run, "mode": d.mode, "reason": d.reason,
+                    "scores": d.scores, "forced": force}  # fmt: skip
         with store.transaction(dep.engine) as conn:
-            dep.add_version(
-                conn, id=vid, major=major, minor=minor, parent=prod,
-                kind="initial" if prod is None else "stateful", window_from=ids[0],
-                window_to=ids[cut - 1], n_samples=cut, metrics=metrics, verdict=verdict,
-                path=f"versions/{vid}",
-            )  # fmt: skip
-            dep.set_alias(conn, "candidate", vid, "update")
-            if verdict == "promoted":
-                dep.set_alias(conn, "production", vid, "gate")
-            dep.log(conn, "update", version=vid, parent=prod, verdict=verdict, **metrics)
-    return {"version": vid, "parent": prod, "verdict": verdict, "trained_on": cut, **metrics}
+            dep.log(conn, "decision", at=now, **decision)
+        if not d.run:
+            return decision
+        stateful = d.mode == "stateful" and learner is not None
+        out = train_version(dep, settings, prod, learner if stateful else None, now)
+    return {**decision, **out}
+
+
+@dataclass
+class Candidate:
+    """A trained candidate, ready for the gate and to be written as a version."""
+
+    learner: Any
+    kind: str  # initial | full | stateful | rebuild
+    parent: str | None  # its lineage parent: a stateful update takes the parent's next minor
+    fit: data.Samples  # what it learned (with `memory_ids`: the rows its buffers may hold)
+    new: data.Samples  # the newest holdout (the gate's first check)
+    earlier: data.Samples  # holdouts of earlier windows (the forgetting check)
+    seconds: float
+    window: tuple[int, int]  # label range (lseq) it has seen
+    sample_to: int
+    memory_ids: list[int] = field(default_factory=list)
+    record_holdout: bool = True  # `new` is this update's own holdout, to be recorded
+
+
+def train_version(
+    dep: Deployment, settings: dict[str, Any], prod: dict[str, Any] | None, learner: Any,
+    now: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Train a candidate and write it: `learner` (production's, memory attached)
+    fine-tuned on the new window, or (`learner` None) a fresh learner trained on the
+    retained labelled data; this window's newest part is held out. Then the gate."""
+    th = gate.check_gate(settings.get("gate"))
+    with dep.engine.connect() as conn:
+        window = data.window(conn, 0 if prod is None else int(prod["window_to"]))
+        train, hold = gate.split(window, th["holdout_fraction"])
+        earlier = data.holdout(conn)
+        held = set(hold.ids)
+        fit = train if learner is not None else data.retained(conn)
+        fit = fit.take(np.array([i not in held for i in fit.ids], bool))
+        if len(fit) == 0:
+            raise DeployError("nothing to learn: no labelled sample since the last update")
+        mem = memory.memory_ids(conn, None if prod is None else prod["id"])
+        sample_to = int(conn.execute(select(func.max(store.samples.c.id))).scalar() or 0)
+    if prod is None:
+        before = None
+    else:  # production's figures, before the candidate (maybe production itself) trains
+        plearner = learner if learner is not None else _load(dep, prod["id"])
+        before = _accuracies(plearner, hold, earlier)
+    model = learner if learner is not None else new_learner(settings)
+    t0 = time.perf_counter()
+    learn(model, fit)
+    lseqs = [*fit.lseq, *hold.lseq]
+    kind = "stateful" if learner is not None else "initial" if prod is None else "full"
+    cand = Candidate(
+        model, kind, None if learner is None else prod["id"], fit, hold, earlier,  # type: ignore[index]
+        time.perf_counter() - t0, (min(lseqs), max(lseqs)), sample_to, mem,
+    )  # fmt: skip
+    out = write_version(dep, th, prod, cand, before, now)
+    consumed = 0
+    if (settings.get("retention") or {}).get("memory") == "none":
+        consumed = _consume(dep, [*fit.ids, *hold.ids, *earlier.ids], now)
+    return {**out, "deleted_after_use": consumed}
+
+
+def write_version(
+    dep: Deployment,
+    th: dict[str, float],
+    prod: dict[str, Any] | None,
+    cand: Candidate,
+    before: dict[str, Any] | None,
+    now: float,
+) -> dict[str, Any]:
+    """Judge `cand` against production's figures `before`, save it (replay rows that
+    are stored samples stripped), then write its row, memory rows, holdout and aliases
+    in one transaction; promoted when it passes the gate."""
+    with dep.engine.connect() as conn:
+        major, minor = dep.next_id(conn, cand.parent)
+        candidates = _feature_bytes(conn, [*cand.fit.ids, *cand.memory_ids])
+    vid = f"v{major}.{minor}"
+    rows, layout = memory.match(cand.learner, candidates)
+    with memory.stripped(cand.learner, layout):
+        cand.learner.save(dep.version_dir(vid))
+    verdict, figures = gate.judge(th, _accuracies(cand.learner, cand.new, cand.earlier), before)
+    held = sum(b.size_ for _, b in memory.buffers(cand.learner))
+    metrics = {"train_seconds": round(cand.seconds, 4), "holdout": len(cand.new),
+               "earlier_holdout": len(cand.earlier), **figures, "memory_rows": len(rows),
+               "memory_unmatched": held - len(rows)}  # fmt: skip
+    with store.transaction(dep.engine) as conn:
+        dep.add_version(
+            conn, id=vid, major=major, minor=minor, parent=None if prod is None else prod["id"],
+            kind=cand.kind, created_at=now, window_from=cand.window[0],
+            window_to=cand.window[1], sample_to=cand.sample_to, n_samples=len(cand.fit),
+            metrics=metrics, verdict=verdict, path=f"versions/{vid}", memory_layout=layout,
+        )  # fmt: skip
+        memory.record(conn, vid, rows)
+        if cand.record_holdout and len(cand.new):
+            conn.execute(
+                store.holdouts.insert(), [{"sample_id": i, "window": vid} for i in cand.new.ids]
+            )
+        dep.set_alias(conn, "candidate", vid, "update", now)
+        if verdict == "promoted":
+            dep.set_alias(conn, "production", vid, "gate", now)
+        dep.log(conn, "update", at=now, version=vid, kind=cand.kind, verdict=verdict, **metrics)
+    return {"version": vid, "parent": None if prod is None else prod["id"], "kind": cand.kind,
+            "verdict": verdict, "trained_on": len(cand.fit), **metrics}  # fmt: skip
+
+
+def _load(dep: Deployment, version: str) -> Any:
+    with dep.engine.connect() as conn:
+        return dep.load_learner(conn, version)
+
+
+def _accuracies(learner: Any, hold: data.Samples, earlier: data.Samples) -> dict[str, Any]:
+    return {"new": gate.accuracy(learner, hold), "earlier": gate.accuracy(learner, earlier)}
+
+
+def _feature_bytes(conn: Connection, ids: list[int]) -> dict[int, bytes]:
+    s = store.samples
+    out: dict[int, bytes] = {}
+    unique = sorted(set(ids))
+    for i in range(0, len(unique), 500):
+        part = unique[i : i + 500]
+        out.update(
+            (int(r.id), bytes(r.x))
+            for r in conn.execute(select(s.c.id, s.c.x).where(s.c.id.in_(part)))
+        )
+    return out
+
+
+def _consume(dep: Deployment, ids: list[int], now: float) -> int:
+    """With `memory: none`: delete the samples an update used, right after it (an update
+    killed in between leaves them to the next one: `consume_leftovers`), and compact."""
+    s, n = store.samples, 0
+    unique = sorted(set(ids))
+    with store.transaction(dep.engine) as conn:
+        for i in range(0, len(unique), 500):
+            n += conn.execute(delete(s).where(s.c.id.in_(unique[i : i + 500]))).rowcount
+        if n:
+            dep.log(conn, "consume", at=now, deleted=n, reason="memory: none")
+    if n:
+        store.compact(dep.engine)
+    return int(n)
+
+
+def consume_leftovers(dep: Deployment, conn: Connection, now: float) -> int:
+    """With `memory: none`: delete labelled samples that an earlier version already
+    learned or held out (left by an update killed before it deleted them)."""
+    if (store.get_setting(conn, "retention", {}) or {}).get("memory") != "none":
+        return 0
+    v, s = store.versions, store.samples
+    top = conn.execute(select(func.max(v.c.window_to))).scalar()
+    if not top:
+        return 0
+    n = conn.execute(delete(s).where(s.c.lseq <= int(top))).rowcount
+    if n:
+        dep.log(conn, "consume", at=now, deleted=n, reason="memory: none (left over)")
+    return int(n)

@@ -2,7 +2,12 @@
 deleted bytes (`secure_delete`, `VACUUM`, WAL checkpoints).
 
 Every table is plain rows (no pickles): features are float32 bytes plus their shape, JSON
-goes to text columns. One deployment per database (the table names are fixed)."""
+goes to text columns. One deployment per database (the table names are fixed).
+
+A sample's `lseq` orders labels by arrival (set when its label arrives, at ingest or
+later): a version's window is the `lseq` range it learned. Predictions, replay-memory rows
+and holdout rows refer to samples and go with them (`ON DELETE CASCADE`), so retention and
+`forget` delete a sample from every table in one statement."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from sqlalchemy import (
     Column,
     Engine,
     Float,
+    ForeignKey,
     Integer,
     LargeBinary,
     MetaData,
@@ -23,6 +29,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    select,
     text,
 )
 from sqlalchemy.engine import Connection
@@ -40,6 +47,46 @@ samples = Table(
     Column("subject", String(256), nullable=True, index=True),
     Column("received_at", Float, nullable=False),
     Column("expires_at", Float, nullable=True),
+    Column("lseq", Integer, nullable=True, index=True),  # label arrival order
+)
+
+
+def _sample_ref(primary_key: bool = False) -> Column[int]:
+    fk = ForeignKey("samples.id", ondelete="CASCADE")
+    return Column("sample_id", Integer, fk, primary_key=primary_key, nullable=False, index=True)
+
+
+predictions = Table(
+    "predictions",
+    metadata,
+    _sample_ref(primary_key=True),
+    Column("version", String(32), nullable=False),
+    Column("predicted", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+memory = Table(  # a version's replay-buffer rows that are stored samples
+    "memory",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version", String(32), nullable=False, index=True),
+    Column("slot", Integer, nullable=False),  # index of the strategy holding the buffer
+    Column("position", Integer, nullable=False),  # row of the buffer
+    _sample_ref(),
+)
+
+holdouts = Table(  # samples kept out of training for the gate, by the window they came from
+    "holdouts",
+    metadata,
+    _sample_ref(primary_key=True),
+    Column("window", String(32), nullable=False, index=True),  # the version that took it
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", Integer, nullable=False),
 )
 
 versions = Table(
@@ -49,14 +96,16 @@ versions = Table(
     Column("major", Integer, nullable=False),
     Column("minor", Integer, nullable=False),
     Column("parent", String(32), nullable=True),
-    Column("kind", String(32), nullable=False),  # from_run | initial | stateful
+    Column("kind", String(32), nullable=False),  # from_run | initial | full | stateful | rebuild
     Column("created_at", Float, nullable=False),
-    Column("window_from", Integer, nullable=True),  # sample ids it learned, inclusive
-    Column("window_to", Integer, nullable=False),  # the last sample id it has seen
+    Column("window_from", Integer, nullable=True),  # labels (lseq) it learned, inclusive
+    Column("window_to", Integer, nullable=False),  # the last label (lseq) it has seen
+    Column("sample_to", Integer, nullable=False, default=0),  # the newest sample id then
     Column("n_samples", Integer, nullable=False),
     Column("metrics", Text, nullable=False),  # JSON
     Column("verdict", String(32), nullable=False),
     Column("path", String(512), nullable=False),  # relative to the deployment folder
+    Column("memory_layout", Text, nullable=False, default="{}"),  # JSON: stripped rows
 )
 
 aliases = Table(
@@ -99,6 +148,15 @@ locks = Table(
     Column("name", String(64), primary_key=True),
     Column("owner", String(256), nullable=False),  # host:pid
     Column("since", Float, nullable=False),
+)
+
+keys = Table(  # API keys of `lifelong serve` (lifelong.serve.keys): only their hashes
+    "keys",
+    metadata,
+    Column("hash", String(64), primary_key=True),  # sha256 hex of the key
+    Column("name", String(128), nullable=False, unique=True),
+    Column("scope", String(16), nullable=False),  # predict | feedback | admin
+    Column("created_at", Float, nullable=False),
 )
 
 
@@ -165,3 +223,12 @@ def get_setting(conn: Connection, key: str, default: Any = None) -> Any:
 def put_setting(conn: Connection, key: str, value: Any) -> None:
     conn.execute(settings.delete().where(settings.c.key == key))
     conn.execute(settings.insert().values(key=key, value=json.dumps(value)))
+
+
+def next_lseq(conn: Connection, n: int) -> int:
+    """Reserve `n` label sequence numbers; the first one (`lseq` counter, row-locked)."""
+    c = counters
+    if conn.execute(c.update().where(c.c.name == "lseq").values(value=c.c.value + n)).rowcount:
+        return int(conn.execute(select(c.c.value).where(c.c.name == "lseq")).scalar_one()) - n + 1
+    conn.execute(c.insert().values(name="lseq", value=n))
+    return 1

@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from lifelong import metrics
-from lifelong.experiment.config import SWEEPABLE, ExperimentConfig
+from lifelong.experiment.config import ExperimentConfig
 from lifelong.experiment.executors import (
     Executor,
+    Interrupted,
     LocalExecutor,
     Task,
     execute,
@@ -33,6 +33,7 @@ from lifelong.experiment.executors import (
 from lifelong.experiment.progress import SweepProgress
 from lifelong.experiment.run import RunConfig
 from lifelong.experiment.store import ResultStore, run_key, write_json, write_results
+from lifelong.experiment.table import summary_table
 
 SCHEMA_VERSION = 1
 __all__ = [
@@ -233,12 +234,10 @@ def run_sweep(
         executor.run(tasks, recorder)
     except KeyboardInterrupt:
         progress.close()
-        print(
-            f"\ninterrupted: {len(recorder.rows)} of {len(configs)} runs saved in {store.root}; "
-            "run the same command again to resume",
-            file=err,
-        )
-        raise
+        raise Interrupted(
+            f"interrupted: {len(recorder.rows)} of {len(configs)} runs saved in {store.root}; "
+            "run the same command again to resume"
+        ) from None
     finally:
         progress.close()
         for t in tasks:  # rows a worker saved as the sweep was being stopped
@@ -286,52 +285,3 @@ def provenance(device: str, threads: int | None) -> dict[str, Any]:
         "threads": threads or torch.get_num_threads(),
         "git_commit": git_commit(),
     }
-
-
-COLUMNS = (
-    ("final_average_accuracy", "accuracy", "{:.3f}"),
-    ("average_forgetting", "forgetting", "{:.3f}"),
-    ("backward_transfer", "BWT", "{:+.3f}"),
-    ("forward_transfer", "FWT", "{:+.3f}"),
-    ("train_seconds", "train s", "{:.1f}"),
-    ("peak_memory_mb", "peak MB", "{:.0f}"),
-)
-
-
-def _varying(rows: list[dict[str, Any]]) -> list[str]:
-    """Training settings that differ between rows (a sweep over them), in a fixed order."""
-    seen: dict[str, set[str]] = {k: set() for k in SWEEPABLE}
-    for r in rows:
-        for k in SWEEPABLE:
-            seen[k].add(repr((r.get("params") or {}).get(k)))
-    return [k for k in SWEEPABLE if len(seen[k]) > 1]
-
-
-def summary_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text comparison table: mean ± std over seeds per benchmark/scenario/strategy
-    (and per value of any training setting the sweep varied)."""
-    varying = _varying(rows)
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        name = r["strategy"]
-        if varying:
-            p = r.get("params") or {}
-            name += " [" + " ".join(f"{k}={p.get(k)}" for k in varying) + "]"
-        groups.setdefault((r["benchmark"], r["scenario"], name), []).append(r)
-    head = ["benchmark", "scenario", "strategy", "seeds"] + [c[1] for c in COLUMNS]
-    lines = []
-    for (bench, scen, strat), rs in groups.items():
-        ok = [r for r in rs if r["status"] == "ok"]
-        cells = [bench, scen, strat, f"{len(ok)}/{len(rs)}"]
-        for key, _, fmt in COLUMNS:
-            mean, std = metrics.mean_std([r[key] for r in ok])
-            cells.append(
-                "-" if mean is None else f"{fmt.format(mean)} ± {fmt.format(std).lstrip('+')}"
-            )
-        lines.append(cells)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
-    fmt_row = "  ".join("{:<%d}" % w for w in widths).format
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join(
-        r.rstrip() for r in [fmt_row(*head), sep] + [fmt_row(*cells) for cells in lines]
-    )

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import itertools
+import json
 import os
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,6 +46,8 @@ EXECUTORS = ("local", "ray")
 SWEEPABLE: tuple[str, ...] = ("model", "head") + tuple(
     k for k in TRAIN_FIELDS if field_info(k)["sweep"]
 )
+#: Keys that say how or where a grid runs, not what it computes: left out of `grid_hash`.
+_HOW_KEYS = ("device", "threads", "workers", "executor", "address", "tracker", "out", "quiet")
 #: Keys copied as they are from the experiment to every run's `RunConfig`.
 _RUN_KEYS = ("model", "head", "device", "data", "data_dir")
 
@@ -125,12 +128,28 @@ class ExperimentConfig:
         return out
 
     def default_out(self, config_path: str | None) -> str:
-        """`out`, else `runs/<config file stem>`, else `runs/compare-<timestamp>`."""
+        """`out`, else `runs/<config file stem>`, else `runs/<benchmark>-<grid hash>`: the
+        same command finds its folder again (and resumes there); another grid gets another."""
         if self.out:
             return self.out
         if config_path:
             return os.path.join("runs", Path(config_path).stem)
-        return os.path.join("runs", time.strftime("compare-%Y%m%d-%H%M%S"))
+        return os.path.join("runs", f"{self._source_name()}-{self.grid_hash()}")
+
+    def grid_hash(self) -> str:
+        """8 hex digits of what shapes the grid's results (not how or where it runs)."""
+        default = ExperimentConfig().to_dict()  # keys at their defaults are left out, so a
+        grid = {  # setting added in a later version does not move existing folders
+            k: v for k, v in self.to_dict().items() if k not in _HOW_KEYS and v != default[k]
+        }
+        text = json.dumps(grid, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def _source_name(self) -> str:
+        if self.data is not None:
+            return Path(str(self.data.get("path", "data"))).stem or "data"
+        more = f"+{len(self.benchmark) - 1}" if len(self.benchmark) > 1 else ""
+        return self.benchmark[0] + more
 
 
 def _train_checker(key: str) -> Callable[[Any], Any]:
@@ -204,7 +223,8 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "tracker": (chk.tracker, "mlflow, tensorboard, neptune and/or wandb"),
     "out": (
         chk.opt_text,
-        "output folder (default runs/<config file name>, else runs/compare-<time>)",
+        "output folder (default runs/<config file name>, else runs/<benchmark>-<hash of the "
+        "grid>: the same command resumes there)",
     ),
     "quiet": (chk.boolean, "no progress display"),
 }
@@ -266,6 +286,7 @@ def load_config(
         for key, value in read_file(path).items():
             values[key] = check_value(str(path), str(key), value)
             origin[key] = str(path)
+        values = _against_file(values, path)
     for key, value in (overrides or {}).items():
         other = {"data": "benchmark", "benchmark": "data"}.get(key)
         if other and value is not None and origin.get(other) == str(path):
@@ -293,6 +314,27 @@ def load_config(
     cfg = ExperimentConfig(**values)
     _check_grid(cfg, src)
     return cfg
+
+
+#: keys (and keys of `data:`) holding paths, which an experiment file reads against its folder
+_PATH_KEYS = ("data_dir", "out")
+_DATA_PATH_KEYS = ("path", "cache_dir")
+
+
+def _against_file(values: dict[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
+    """`values` read from file `path`, their relative paths made relative to the file's
+    folder (`data/d2.yaml` naming `sales.csv` means `data/sales.csv`)."""
+    base = os.path.dirname(os.fspath(path))
+
+    def resolve(p: Any) -> Any:
+        if not isinstance(p, str) or not base or os.path.isabs(os.path.expanduser(p)):
+            return p
+        return os.path.normpath(os.path.join(base, p))
+
+    out = {k: resolve(v) if k in _PATH_KEYS else v for k, v in values.items()}
+    if isinstance(out.get("data"), dict):
+        out["data"] = {k: resolve(v) if k in _DATA_PATH_KEYS else v for k, v in out["data"].items()}
+    return out
 
 
 def _train_config(settings: dict[str, Any], device: str, src: Callable[[str], str]) -> TrainConfig:
@@ -373,6 +415,15 @@ def _check_data(data: dict[str, Any], source: str) -> None:
         from lifelong.data.files import stream_from_files  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return
+    where = data.get("path")
+    if isinstance(where, str) and not os.path.exists(os.path.expanduser(where)):
+        looked = os.path.abspath(os.path.expanduser(where))
+        if source.startswith("command line"):
+            raise ConfigError(f"{source}: {where!r} does not exist; looked for {looked}")
+        raise ConfigError(
+            f"{source}: data: path {where!r} does not exist; looked for {looked} "
+            "(relative paths in an experiment file are read against the file's folder)"
+        )
     params = inspect.signature(stream_from_files).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return

@@ -21,7 +21,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -39,7 +39,9 @@ TICK_SECONDS = 0.5
 class Task:
     """One run to execute: its store key, config, folder, label, whether to resume it
     from the checkpoint an interrupted attempt left in `run_dir`, and whether the run saves
-    its checkpoints and trained model there (`keep_files`; its log is always written)."""
+    its checkpoints and trained model there (`keep_files`; its log is always written).
+    `cwd` is the folder the sweep was started in: a worker runs there, so relative data
+    paths and a user's model module (`--model mypkg.nets:make`) are found as by the caller."""
 
     key: str
     config: RunConfig
@@ -47,6 +49,12 @@ class Task:
     label: str = ""
     resume: bool = False
     keep_files: bool = True
+    cwd: str = field(default_factory=os.getcwd)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a sweep; the message says what was saved and how to resume (the
+    command line prints it, once)."""
 
 
 class Listener(Protocol):
@@ -212,7 +220,11 @@ class LocalExecutor:
 
 
 def _ray_task(task: Task) -> dict[str, Any]:
-    """Body of a Ray task (a fresh worker process, `max_calls=1`)."""
+    """Body of a Ray task (a fresh worker process, `max_calls=1`), run in the caller's
+    folder where this machine has it (a cluster started elsewhere may start workers in
+    another one)."""
+    if os.path.isdir(task.cwd):
+        os.chdir(task.cwd)
     return execute(task, redirect=True)
 
 

@@ -21,17 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from lifelong import metrics
+from lifelong.experiment.labels import row_labels
 from lifelong.experiment.report_plots import Figure, Section, build_figures
+from lifelong.experiment.table import COLUMNS
 
-#: (row key, column title, number format, which is best: "max" or "min")
-COLUMNS = (
-    ("final_average_accuracy", "accuracy", "{:.3f}", "max"),
-    ("average_forgetting", "forgetting", "{:.3f}", "min"),
-    ("backward_transfer", "BWT", "{:+.3f}", "max"),
-    ("forward_transfer", "FWT", "{:+.3f}", "max"),
-    ("train_seconds", "train s", "{:.2f}", "min"),
-    ("peak_memory_mb", "peak MB", "{:.0f}", "min"),
-)
 #: the table's header row
 TITLES = ("strategy", "seeds", *(c[1] for c in COLUMNS))
 CSS = """
@@ -68,12 +61,13 @@ def load_results(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any
 
 
 def sections(rows: list[dict[str, Any]]) -> list[Section]:
-    """Group rows by benchmark and scenario, then by strategy, in order of appearance."""
+    """Group rows by benchmark and scenario, then by label (the strategy spec with every
+    parameter the sweep varied, `lifelong.experiment.labels`), in order of appearance."""
     out: dict[tuple[str, str], Section] = {}
-    for r in rows:
+    for r, name in zip(rows, row_labels(rows)):
         key = (str(r.get("benchmark")), str(r.get("scenario")))
         sec = out.setdefault(key, Section(*key))
-        sec.groups.setdefault(str(r.get("strategy")), []).append(r)
+        sec.groups.setdefault(name, []).append(r)
     return list(out.values())
 
 
@@ -102,7 +96,7 @@ def cell_text(c: int, mean: float | None, std: float | None) -> str:
     """`mean ± std` in the column's format, or `-` when not measured."""
     if mean is None:
         return "-"
-    fmt = COLUMNS[c][2]
+    fmt = COLUMNS[c][3]
     return f"{fmt.format(mean)} ± {fmt.format(std or 0.0).lstrip('+')}"
 
 
@@ -208,12 +202,21 @@ def _fig_name(k: int, fig: Figure) -> str:
 def write_report(folder: str | Path) -> tuple[Path, Path]:
     """Write `folder/report.html` and `folder/report.md` (+ `report_files/`); return both paths."""
     folder = Path(folder)
+    if (folder / "simulation.json").is_file() and not (folder / "results.json").is_file():
+        from lifelong.simulate.report import write_report as write_simulation_report
+
+        return write_simulation_report(folder)  # a `lifelong simulate` folder
     header, rows = load_results(folder)
     if not rows:
         raise ValueError(f"{folder / 'results.json'} has no runs to report")
     secs = sections(rows)
-    for sec in secs:
-        sec.figures = build_figures(sec)
+    try:
+        for sec in secs:
+            sec.figures = build_figures(sec)
+    except ModuleNotFoundError as e:
+        raise ValueError(
+            f"the report's figures need the package {e.name!r}: pip install 'lifelong[report]'"
+        ) from e
     files = folder / "report_files"
     files.mkdir(exist_ok=True)
     for k, sec in enumerate(secs):

@@ -4,7 +4,9 @@ Layout of `out/`:
 
 * `results.json`: the contract of docs/architecture.md (provenance, then one row per run of the sweep);
 * `results.csv`, `results.parquet`: the same rows as a flat table (`params.*` columns, the
-  accuracy matrix as JSON text, plus `run_key`), readable by `pandas.read_csv/read_parquet`;
+  accuracy matrix as JSON text, plus `run_key` and `label`, the run's name in the printed
+  table and the report, `lifelong.experiment.labels`), readable by
+  `pandas.read_csv/read_parquet`; without pyarrow only the CSV is written (said once);
 * `experiment.json`: the checked experiment config the sweep ran;
 * `runs/<key>/`: one folder per run, `<key>` a hash of the run's config computed before it
   runs: `config.json`, `run.log` (progress and errors), `row.json` once it finished, and
@@ -19,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -26,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from lifelong.experiment.labels import row_labels
 from lifelong.experiment.run import RunConfig, config_hash
 from lifelong.metrics import ROW_FIGURES
 
@@ -133,8 +137,21 @@ class ResultStore:
         try:
             paths.append(write_parquet(self.root / "results.parquet", table))
         except ImportError:
-            pass
+            _say_once(
+                "note: results.parquet not written: pyarrow is not installed "
+                "(pip install 'lifelong[data]'); results.csv holds the same table"
+            )
         return paths
+
+
+_said: set[str] = set()
+
+
+def _say_once(text: str) -> None:
+    """Print `text` to standard error the first time only (per process)."""
+    if text not in _said:
+        _said.add(text)
+        print(text, file=sys.stderr)
 
 
 def write_results(
@@ -149,8 +166,9 @@ def table_rows(
 ) -> list[dict[str, Any]]:
     """Results rows as flat table rows with the same columns, types unified per column."""
     flat = []
+    labels = row_labels(rows)
     for i, r in enumerate(rows):
-        t: dict[str, Any] = {"run_key": keys[i] if keys else None}
+        t: dict[str, Any] = {"run_key": keys[i] if keys else None, "label": labels[i]}
         t.update({k: r.get(k) for k in ROW_FIELDS})
         m = r.get("accuracy_matrix")
         t["accuracy_matrix"] = None if m is None else json.dumps(m)

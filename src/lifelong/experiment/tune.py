@@ -93,9 +93,12 @@ class TuneConfig:
 
     @property
     def name(self) -> str:
-        """The study's name (default `<benchmark>-<scenario>-<strategy>`)."""
+        """The study's name (default `<benchmark or data file>-<scenario>-<strategy>`)."""
         base = self.run.strategy.partition("(")[0].strip()
-        return self.study_name or f"{self.run.benchmark}-{self.run.scenario}-{base}"
+        source = self.run.benchmark
+        if self.run.data is not None:
+            source = Path(str(self.run.data.get("path", "data"))).stem or "data"
+        return self.study_name or f"{source}-{self.run.scenario}-{base}"
 
     @property
     def out_dir(self) -> Path:
@@ -129,6 +132,7 @@ class TuneConfig:
             "seed": r.seed,
             # settings added later: recorded only when set, so older studies still resume
             **{k: v for k, v in t.to_dict().items() if k in _LATER and v != _LATER[k]},
+            **({} if r.data is None else {"data": r.data}),
         }
 
 
@@ -295,8 +299,12 @@ def evaluate(config: TuneConfig, spec: str, log: Log | None = None) -> list[dict
 # -- command line ----------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of `lifelong tune`."""
-    p.add_argument("--benchmark", default="split-mnist-5k", help="benchmark name")
-    p.add_argument("--scenario", default=None, help="class, domain or task (default: first)")
+    p.add_argument(
+        "--benchmark", default=None, help="benchmark name (default split-mnist-5k; or --data)"
+    )
+    p.add_argument(
+        "--scenario", default=None, help="class, domain or task (default: the benchmark's first)"
+    )
     p.add_argument("--strategy", required=True, help="strategy to tune: NAME or NAME(fixed=..)")
     p.add_argument(
         "--param",
@@ -325,14 +333,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
-def config_from_args(args: argparse.Namespace) -> TuneConfig:
-    """Build a `TuneConfig` from `lifelong tune`'s arguments."""
+def config_from_args(
+    args: argparse.Namespace, data: dict[str, Any] | None = None, data_dir: str | None = None
+) -> TuneConfig:
+    """Build a `TuneConfig` from `lifelong tune`'s arguments; `data` (the `--data` options,
+    as `lifelong compare` reads them) tunes on the user's own data instead of a benchmark."""
     from lifelong.data.benchmarks import BENCHMARKS
     from lifelong.experiment.run import RunConfig
 
-    if args.benchmark not in BENCHMARKS:
+    if data is not None and args.benchmark is not None:
+        raise ValueError("give either --benchmark or --data, not both")
+    benchmark = args.benchmark or RunConfig.benchmark
+    if benchmark not in BENCHMARKS:
         known = ", ".join(sorted(BENCHMARKS))
-        raise ValueError(f"unknown benchmark {args.benchmark!r}; expected one of {known}")
+        raise ValueError(f"unknown --benchmark {benchmark!r}; expected one of {known}")
+    scenario = args.scenario or ("class" if data else BENCHMARKS[benchmark].scenarios[0])
+    if scenario not in ("class", "domain", "task"):
+        raise ValueError(f"unknown --scenario {scenario!r}; expected class, domain or task")
     try:
         seeds = tuple(int(s) for s in (args.seeds or "").split(",") if s.strip())
     except ValueError:
@@ -341,14 +358,16 @@ def config_from_args(args: argparse.Namespace) -> TuneConfig:
         ) from None
     train = train_from_args(args)  # checked here: a bad value fails before any trial
     run = RunConfig(
-        benchmark=args.benchmark,
-        scenario=args.scenario or BENCHMARKS[args.benchmark].scenarios[0],
+        benchmark=benchmark,
+        scenario=scenario,
         strategy=args.strategy,
         model=args.model,
         head=args.head,
         train=train,
         seed=args.seed,
         device=args.device,
+        data=data,
+        data_dir=data_dir,
     )
     return TuneConfig(
         run=run,
@@ -364,13 +383,15 @@ def config_from_args(args: argparse.Namespace) -> TuneConfig:
     )
 
 
-def main(args: argparse.Namespace) -> int:
+def main(
+    args: argparse.Namespace, data: dict[str, Any] | None = None, data_dir: str | None = None
+) -> int:
     """`lifelong tune`: progress on stderr; the best spec alone on stdout."""
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    config = config_from_args(args)
+    config = config_from_args(args, data, data_dir)
     best = tune(config, None if args.quiet else log)
     t = best["trials"]
     log(

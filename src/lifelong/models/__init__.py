@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +15,10 @@ from lifelong.data.experience import Stream
 from lifelong.models.heads import MASKED_LOGIT, IncrementalClassifier, MultiHead
 from lifelong.models.mlp import MLP
 from lifelong.spec import parse_one
+
+#: Model spec prefixes of pretrained backbones: `text:minilm`, `image:resnet18` (see
+#: `lifelong.models.pretrained`).
+PRETRAINED_KINDS = ("text", "image")
 
 #: name -> factory(stream, **params) -> nn.Module with `backbone`, `feature_size`, `head`.
 MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -41,8 +47,9 @@ def build_model(
 ) -> nn.Module:
     """Build model `name` for `stream`, with the head its scenario needs.
 
-    `name` is a registered model (`MODELS`), a `"module:factory"` string (e.g.
-    `"mypkg.nets:make_net"`) or a Python callable. A user factory is called as
+    `name` is a registered model (`MODELS`), a pretrained backbone (`"text:minilm"`,
+    `"text:PATH"`, `"image:resnet18"`: `lifelong.models.pretrained`), a `"module:factory"`
+    string (e.g. `"mypkg.nets:make_net"`) or a Python callable. A user factory is called as
     `factory(input_shape=stream.input_shape, n_classes=stream.n_classes, **params)` and
     returns any `torch.nn.Module` mapping a batch of inputs to `n_classes` logits (give it
     `backbone`, `feature_size` and `head` attributes to allow `head="grow"`).
@@ -53,6 +60,10 @@ def build_model(
     """
     if head not in ("fixed", "grow"):
         raise ValueError(f"unknown head {head!r}; expected 'fixed' or 'grow'")
+    if isinstance(name, str) and name.partition(":")[0].strip() in PRETRAINED_KINDS:
+        from lifelong.models.pretrained import build_pretrained  # transformers: heavy, optional
+
+        return with_heads(build_pretrained(name.strip(), stream, **params), stream, head)
     if callable(name) or ":" in name:
         factory = resolve_factory(name)
         model = factory(input_shape=tuple(stream.input_shape), n_classes=stream.n_classes, **params)
@@ -73,9 +84,12 @@ def resolve_factory(spec: str | Callable[..., nn.Module]) -> Callable[..., nn.Mo
         return spec
     module, _, attr = spec.partition(":")
     try:
-        obj: Any = importlib.import_module(module.strip())
+        obj: Any = import_user_module(module.strip())
     except ImportError as e:
-        raise ValueError(f"cannot import module {module!r} of model {spec!r}: {e}") from None
+        raise ValueError(
+            f"cannot import module {module!r} of model {spec!r} (searched the installed "
+            f"packages and the current folder {os.getcwd()}): {e}"
+        ) from None
     for part in attr.strip().split("."):
         if not hasattr(obj, part):
             raise ValueError(f"module {module!r} has no {attr!r} (model {spec!r})")
@@ -83,6 +97,17 @@ def resolve_factory(spec: str | Callable[..., nn.Module]) -> Callable[..., nn.Mo
     if not callable(obj):
         raise ValueError(f"model {spec!r} is not callable")
     return obj
+
+
+def import_user_module(name: str) -> Any:
+    """Import module `name` from the installed packages or else the current folder (a
+    `mypkg/` beside the command is found in every worker process, which starts there,
+    without PYTHONPATH). The folder goes last on `sys.path`, so it shadows nothing."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+        importlib.invalidate_caches()
+    return importlib.import_module(name)
 
 
 def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:

@@ -50,6 +50,7 @@ class AGEM(Strategy):
     little better than naive, against 0.704 now). Adam is refused (`projects_gradients`).
     """
 
+    stores_samples = True
     projects_gradients = True
 
     compile_safe = True

@@ -75,6 +75,9 @@ class Strategy:
     projects_gradients: ClassVar[bool] = False
     #: `train_data` trains on past experiences' data (cumulative): a `Learner` keeps it
     uses_past_data: ClassVar[bool] = False
+    #: its state holds training samples (a replay memory, exemplars): a saved model's
+    #: manifest says so, and an export for prediction leaves them out (`prediction_state`)
+    stores_samples: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -144,8 +147,16 @@ class Strategy:
             if k.endswith("_") and not k.startswith("_") and k not in self.get_params()
         }
 
+    def prediction_state(self) -> dict[str, Any] | None:
+        """The part of the state that prediction needs, holding no training samples (what
+        an export for prediction keeps; None: nothing). By default the whole state of a
+        strategy that predicts itself or rebuilds the architecture, else None."""
+        if self.overrides("predict") or self.overrides("rebuild"):
+            return self.state_dict()
+        return None
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what `state_dict` returned."""
+        """Restore what `state_dict` (or `prediction_state`) returned."""
         for k, v in state.items():
             setattr(self, k, v)
 

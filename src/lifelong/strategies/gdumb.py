@@ -38,6 +38,7 @@ class GDumb(Strategy):
       small memory for many epochs; this repeats it without changing the run's epochs).
     """
 
+    stores_samples = True
     compile_safe = True
     _model: weakref.ref[nn.Module] | None = None  # the model of the latest `begin`
 

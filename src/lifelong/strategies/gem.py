@@ -170,6 +170,7 @@ class GEM(Strategy):
     QP has one variable per past experience and is solved exactly on the device.
     """
 
+    stores_samples = True
     projects_gradients = True
 
     ranges = {"mem_size": Range(ge=1), "margin": Range(ge=0)}

@@ -16,6 +16,7 @@ Class-incremental only. Three parts, as in the paper:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +54,7 @@ class ICaRL(Strategy):
     their means of exemplar features, and the previous model's weights for distillation.
     """
 
+    stores_samples = True
     scenarios = ("class",)
 
     ranges = {"mem_size": Range(ge=1), "replay_ratio": Range(ge=0)}
@@ -176,6 +178,10 @@ class ICaRL(Strategy):
             return super().predict(model, x, t)
         classes = torch.tensor(self.classes_, dtype=torch.long, device=x.device)
         return classes[nearest_mean(features(model, x), self.class_means_.to(x.device))]
+
+    def prediction_state(self) -> dict[str, Any]:
+        """The class means and their classes: prediction needs no exemplar."""
+        return {"classes_": list(self.classes_), "class_means_": self.class_means_}
 
 
 def _batched_features(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor:

@@ -54,6 +54,7 @@ class MemoryStrategy(Strategy):
     Its state is the buffer's `state_dict` plus every other attribute ending in `_`.
     """
 
+    stores_samples = True
     mem_size: int
     buffer_: Buffer
 

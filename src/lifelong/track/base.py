@@ -20,6 +20,7 @@ A failed run logs its parameters, its status and its error text, and no metrics.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -89,6 +90,13 @@ def run_params(row: dict[str, Any], header: dict[str, Any]) -> dict[str, Scalar]
         if key != "runs":
             out[f"provenance.{key}"] = param_value(value)
     return out
+
+
+def row_digest(row: dict[str, Any]) -> str:
+    """A short hash of the whole row: the same row logged again has the same digest (a
+    tracker skips it), a new attempt of the same run (new timings) has another."""
+    text = json.dumps(row, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def run_name(row: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from lifelong.track.base import (
     Tracker,
     experience_metrics,
     final_metrics,
+    row_digest,
     run_name,
     run_params,
     write_matrix_files,
@@ -23,6 +24,8 @@ from lifelong.track.base import (
 
 #: MLflow's per-request limits of `log_batch` and its longest parameter value.
 MAX_PARAMS, MAX_METRICS, MAX_PARAM_CHARS = 100, 1000, 6000
+#: The tag holding a logged row's digest (`lifelong.track.base.row_digest`).
+ROW_TAG = "lifelong.row"
 
 
 class MLflowTracker(Tracker):
@@ -58,10 +61,21 @@ class MLflowTracker(Tracker):
     def log_run(
         self, row: dict[str, Any], header: dict[str, Any], run_dir: str | None = None
     ) -> None:
-        """Create an MLflow run for `row`, log everything, and end it (FAILED for a failed row)."""
+        """Create an MLflow run for `row`, log everything, and end it (FAILED for a failed row).
+
+        A row already logged to the experiment (the same `results.json` logged twice, or a
+        sweep's runs logged again) is skipped: each run is tagged with its `run_id` and the
+        row's digest, the digest only once everything was logged."""
         from mlflow.entities import Metric, Param
 
-        tags = {**self.tags, "lifelong.status": str(row.get("status"))}
+        digest = row_digest(row)
+        if self.logged(digest):
+            return
+        tags = {
+            **self.tags,
+            "lifelong.status": str(row.get("status")),
+            "lifelong.run_id": str(row.get("run_id")),
+        }
         if row.get("error"):
             tags["lifelong.error"] = str(row["error"])[:5000]
         run = self.client.create_run(self.experiment_id, run_name=run_name(row), tags=tags)
@@ -89,7 +103,16 @@ class MLflowTracker(Tracker):
                         self.client.log_artifact(rid, str(path))
             if run_dir is not None:
                 self.client.log_artifacts(rid, run_dir, "run_files")
+            self.client.set_tag(rid, ROW_TAG, digest)
         except BaseException:
             self.client.set_terminated(rid, "FAILED")
             raise
         self.client.set_terminated(rid, "FINISHED" if row.get("status") == "ok" else "FAILED")
+
+    def logged(self, digest: str) -> bool:
+        """Whether a run of this experiment already holds the row with `digest` (deleted
+        runs do not count)."""
+        found = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{ROW_TAG}` = '{digest}'", max_results=1
+        )
+        return len(found) > 0

@@ -1,0 +1,97 @@
+"""`kill -9` of `lifelong deploy update` at random moments, repeatedly: no version row
+without its complete folder, production is the last promoted version, no ingested sample
+is lost, and the next update succeeds (the dead process's lock is taken over, the folders
+it left are removed)."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from lifelong import deploy
+from lifelong.deploy import store
+from lifelong.deploy.deployment import Deployment
+from lifelong.learner import Learner
+
+UPDATE = "import sys; from lifelong.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _check(dep: Path, ingested: int) -> str | None:
+    """The invariants after a kill; production's id."""
+    s = deploy.status(dep, last=1)
+    assert s["samples"] == ingested, "an ingested sample was lost"
+    for v in s["versions"]:
+        Learner.load(dep / v["path"])  # complete: checksums verified
+    with Deployment(dep) as d, d.engine.connect() as conn:
+        h = store.alias_history
+        q = select(h.c.version).where(h.c.name == "production").order_by(h.c.id.desc())
+        last = conn.execute(q.limit(1)).scalar()
+    assert s["production"] == last
+    return s["production"]
+
+
+def _locked(dep: Path) -> bool:
+    with Deployment(dep) as d, d.engine.connect() as conn:
+        return conn.execute(select(store.locks.c.name)).first() is not None
+
+
+def _writing(dep: Path) -> bool:
+    return any(p.name.endswith(".tmp") for p in (dep / "versions").glob(".*"))
+
+
+def _written(dep: Path) -> bool:
+    with Deployment(dep) as d, d.engine.connect() as conn:
+        known = set(conn.execute(select(store.versions.c.id)).scalars())
+    return any(p.name not in known for p in (dep / "versions").glob("v*"))
+
+
+#: when to kill: after the lock is taken (anywhere in the update), while the version's
+#: folder is being written, between the folder and its row; with a random delay up to
+PHASES = [(_locked, 3.0), (_writing, 0.02), (_written, 0.05)]
+
+
+def _wait_for(phase: tuple, dep: Path, proc: subprocess.Popen) -> bool:
+    """Poll until the phase's moment comes (True) or the process ends (False)."""
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if phase[0](dep):
+            return True
+        time.sleep(0.002)
+    return False
+
+
+@pytest.mark.slow
+def test_killed_updates_leave_the_deployment_consistent(tmp_path: Path, data):
+    x, y = data
+    dep = tmp_path / "dep"
+    deploy.create(dep, model="mlp(hidden=(32,))", strategy="replay(mem_size=50)")
+    cmd = [sys.executable, "-c", UPDATE, "deploy", "update", str(dep), "--force"]
+    deploy.ingest(dep, x[:50], y[:50], "s")
+    subprocess.run(cmd, check=True, capture_output=True)  # v1.0
+    rng = random.Random(7)
+    ingested, outcomes = 50, []
+    for k in range(1, 7):
+        deploy.ingest(dep, x[k * 50 : (k + 1) * 50], y[k * 50 : (k + 1) * 50], f"s{k}")
+        ingested += 50
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        phase = PHASES[k % len(PHASES)]
+        if _wait_for(phase, dep, proc):
+            time.sleep(rng.uniform(0.0, phase[1]))
+        proc.send_signal(signal.SIGKILL)
+        outcomes.append(proc.wait())
+        _check(dep, ingested)
+    print("OUTCOMES", outcomes, [v["id"] for v in deploy.status(dep)["versions"]])
+    assert outcomes.count(-signal.SIGKILL) >= 4, f"too few updates were killed: {outcomes}"
+    before = {v["id"] for v in deploy.status(dep)["versions"]}
+    out = deploy.update(dep, force=True)
+    assert out["version"] not in before
+    _check(dep, ingested)
+    names = {p.name for p in (dep / "versions").iterdir()}
+    assert names == {v["id"] for v in deploy.status(dep)["versions"]}, "orphans left"
