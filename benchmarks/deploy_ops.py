@@ -75,7 +75,7 @@ def main() -> None:
             batch = stream.experiences[2 + r % 3].train  # new rows each round
             lo = (r // 3 % 3) * 256
             xb, yb = batch.x[lo : lo + 256].numpy(), batch.y[lo : lo + 256].numpy()
-            times["ingest"].append(_timed(lambda: deploy.ingest(dep, xb, yb)))
+            times["ingest"].append(_timed(lambda xb=xb, yb=yb: deploy.ingest(dep, xb, yb)))
             times["update"].append(_timed(lambda: deploy.update(dep, force=True)))
         print(
             f"reference MLP 784-400-400-10 + replay(mem_size=500), {args.rounds} rounds, 1 thread"

@@ -57,12 +57,12 @@ def setup(root: Path, epochs: int) -> tuple[Path, dict[str, str], np.ndarray, np
 
 async def client(
     http: httpx.AsyncClient, rows: list[list[float]], halt: asyncio.Event,
-    out: list[tuple[float, float, bool]],
+    out: list[tuple[float, float, bool]], record: bool,
 ) -> None:  # fmt: skip
     while not halt.is_set():
         t0 = time.perf_counter()
         try:
-            r = await http.post("/v1/predict", json={"rows": rows})
+            r = await http.post("/v1/predict", json={"rows": rows, "record": record})
             ok = r.status_code == 200
         except httpx.HTTPError:
             ok = False
@@ -82,7 +82,8 @@ async def phase(
         halt = asyncio.Event()
         rows = [x[i * 8 : i * 8 + 8].tolist() for i in range(args.concurrency)]
         tasks = [
-            asyncio.create_task(client(http, rows[i], halt, out)) for i in range(args.concurrency)
+            asyncio.create_task(client(http, rows[i], halt, out, not args.no_record))
+            for i in range(args.concurrency)
         ]
         window = (start, start + args.idle_s)
         promoted = None
@@ -90,18 +91,17 @@ async def phase(
             await asyncio.sleep(args.idle_s)
         else:
             await asyncio.sleep(1.0)  # the load is running: now the update
+            n0 = len((await admin.get("/v1/versions")).json()["versions"])
             r = await admin.post("/v1/update")
             assert r.status_code == 202, r.text
             t_update = time.perf_counter()
-            running = False
-            while True:
+            while True:  # until the update's version is written and the lock is free
                 s = (await admin.get("/v1/status")).json()
-                if s["update_running"] and not running:
-                    running = True
+                if s["update_running"] and promoted is None:
                     versions = [v["id"] for v in s["versions"]]
                     other = next(v for v in versions[::-1] if v != s["production"])
                     promoted = (await admin.post("/v1/promote", json={"version": other})).json()
-                if not s["update_running"] and (running or time.perf_counter() - t_update > 30):
+                if len(s["versions"]) > n0 and not s["update_running"]:
                     break
                 await asyncio.sleep(0.1)
             window = (t_update, time.perf_counter())
@@ -122,8 +122,9 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--idle-s", type=float, default=8.0)
-    p.add_argument("--epochs", type=int, default=10, help="epochs per update (its length)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per update (its length)")
     p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--no-record", action="store_true", help="predict with record: false")
     args = p.parse_args()
     from lifelong import deploy
 
@@ -153,7 +154,10 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(30)
-    print(f"\nconcurrency {args.concurrency}, 8 rows per request, {args.rounds} rounds (medians):")
+    what = "not recorded" if args.no_record else "recorded"
+    print(
+        f"\nconcurrency {args.concurrency}, 8 rows per request ({what}), {args.rounds} rounds (medians):"
+    )
     print("| phase | req/s | p50 ms | p99 ms | failed | seconds |")
     print("|---|---|---|---|---|---|")
     med = {k: {f: statistics.median(m[f] for m in v) for f in ("rps", "p50_ms", "p99_ms", "seconds")} for k, v in results.items()}  # fmt: skip

@@ -91,6 +91,7 @@ def features(texts: list[str]) -> torch.Tensor:
     from lifelong.models.pretrained import encode_cached, load_text_encoder
 
     encoder = load_text_encoder("minilm", max_tokens=MAX_TOKENS)
+    encoder.requires_grad_(False)  # frozen: only then does the cache serve its features
     return encode_cached(encoder, texts, batch_size=128).float()
 
 
@@ -185,10 +186,21 @@ def summary(runs: list[dict], methods: list[str]) -> list[str]:
                 accs.append(a)
                 by_conv[r["scores"]["convention"][uid]].append(a)
         conv = " | ".join(f"{statistics.mean(v):.3f}" for v in by_conv.values())
+        heads = "replay(mem_size=500), one for all" if method == "shared" else spec
         lines.append(
-            f"| {method} | {spec} | {statistics.mean(accs):.3f} | {statistics.pstdev(accs):.3f} "
+            f"| {method} | {heads} | {statistics.mean(accs):.3f} | {statistics.pstdev(accs):.3f} "
             f"| {min(accs):.3f} | {max(accs):.3f} | {conv} |"
         )
+    return lines
+
+
+def per_user(run: dict) -> list[str]:
+    """Markdown rows: every user's accuracy by each method (one run)."""
+    sc = run["scores"]
+    lines = ["| user | convention | personal | shared | alone |", "|---|---|---|---|---|"]
+    for uid, conv in sc["convention"].items():
+        accs = " | ".join(f"{sc[m][uid]:.3f}" for m in ("personal", "shared", "alone"))
+        lines.append(f"| {uid} | {conv} | {accs} |")
     return lines
 
 
@@ -213,6 +225,8 @@ def main(seeds: int = 3) -> None:
     (OUT / "text.json").write_text(json.dumps(info, indent=1))
     print(f"{len(texts)} documents, features in {t_feat:.1f} s; 30 users x {seeds} seeds\n")
     print("\n".join(lines))
+    print(f"\nPer user, {specs[0]} heads, seed 0:\n")
+    print("\n".join(per_user(runs[0])))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ ratios. `forgetting`: `naive` (head alone), `adapter` (LoRA in every attention a
 feed-forward Linear layer), `prompt` (prompt tuning) and `replay` on the same stream, seeds
 and training settings (Adam, batch 32): final accuracy and average forgetting, mean ± std
 over seeds. Recorded in benchmarks/results/text.md.
-
+"""
 
 from __future__ import annotations
 
@@ -112,12 +112,12 @@ def main() -> None:
     p.add_argument("--stream", choices=["documents", "months"], default="documents")
     p.add_argument("--per-month", type=int, default=60, help="months stream: headlines per month")
     p.add_argument("--per-class", type=int, default=50, help="documents stream: texts per class")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seeds", default="0,1", type=lambda s: [int(v) for v in s.split(",")])
     p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--optimizer", default="adam")
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--optimizer", default="sgd")
+    p.add_argument("--lr", type=float, default=0.01)
     p.add_argument(
         "--strategies", default="naive;adapter(rank=4);prompt(length=8);replay(mem_size=60)",
         help="strategy specs separated by ';'",

@@ -94,15 +94,19 @@ def test_experiment_file_paths_are_read_against_its_folder(tmp_path, monkeypatch
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "sales.csv").write_text("a,label\n1,x\n2,y\n")
     (tmp_path / "data" / "d2.yaml").write_text(
-        "data: {path: sales.csv, target: label}\nout: ../runs/d2\nstrategies: [naive]\n"
+        "data: {path: sales.csv, target: label}\nout: runs/d2\nstrategies: [naive]\n"
     )
     exp = load_config("data/d2.yaml")
     assert exp.data is not None and exp.data["path"] == os.path.join("data", "sales.csv")
-    assert exp.default_out("data/d2.yaml") == os.path.join("runs", "d2")
+    assert exp.default_out("data/d2.yaml") == os.path.join("runs", "d2")  # output: here
     (tmp_path / "data" / "d3.yaml").write_text("data: {path: nothere.csv, target: label}\n")
     looked = str(tmp_path / "data" / "nothere.csv")
     with pytest.raises(ConfigError, match=f"does not exist; looked for {re.escape(looked)}"):
         load_config("data/d3.yaml")
+    (tmp_path / "data" / "d4.yaml").write_text("data: {path: old.csv, target: label}\n")
+    (tmp_path / "old.csv").write_text("a,label\n1,x\n")  # written for the current folder
+    with pytest.raises(ConfigError, match=r"current folder's 'old.csv' write '\.\./old.csv'"):
+        load_config("data/d4.yaml")
 
 
 def test_tune_takes_the_users_own_data(tmp_path, monkeypatch, capsys):

@@ -77,6 +77,9 @@ def test_predict_matches_named_columns_by_name(
     feats.set_axis([f"f{i}" for i in range(64)], axis=1).to_csv(root / "renamed.csv", index=False)
     code, err = _predict(rd, root / "renamed.csv", capsys)
     assert code == 2 and "missing" in err and "'px0'" in err and "'f0'" in err
+    pd.DataFrame(feats.to_numpy()).to_csv(root / "numbered.csv", index=False)  # header 0,1,..
+    code, err = _predict(rd, root / "numbered.csv", capsys)
+    assert code == 2 and "64 unknown: '0', '1'" in err
     feats.drop(columns="px7").assign(extra=1.0).to_csv(root / "odd.csv", index=False)
     code, err = _predict(rd, root / "odd.csv", capsys)
     assert code == 2 and "'px7'" in err and "'extra'" in err
@@ -193,7 +196,9 @@ def test_target_errors_speak_cli(table: dict[str, Any], capsys: pytest.CaptureFi
     assert "did you mean 'label'" in err and "px63" in err and "..." not in err
     assert main(base) == 2
     err = capsys.readouterr().err
-    assert "--target" in err and "target=" not in err and "label" in err
+    assert "--target ..." in err and "target=" not in err and "label" in err
+    assert main([*base, "--target", "label", "--n-experiences", "7"]) == 2
+    assert "pass --classes-per-experience" in capsys.readouterr().err
     with pytest.raises(ValueError, match="target="):  # Python keeps its own wording
         lifelong.data.stream_from_files(root / "wide.csv")
 
@@ -235,3 +240,34 @@ def test_deployment_batches_match_columns_by_name() -> None:
     assert np.array_equal(check_features(frame, [3], expected=["a", "b", "c"]), want)
     with pytest.raises(DeployError, match="missing 1 of its 3: 'c'; 1 unknown: 'z'"):
         check_features(x, [3], ["a", "b", "z"], expected=["a", "b", "c"])
+
+
+def test_every_strategy_exports_without_samples_and_predicts_the_same(tmp_path: Path) -> None:
+    from lifelong.strategies.registry import registry
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 30)
+    x = (rng.normal(size=(120, 6)) + y[:, None]).astype(np.float32)
+    rows = torch.from_numpy(x)
+    checked = []
+    for name, cls in sorted(registry().items()):
+        if not cls.__module__.startswith("lifelong.") or name == "prompt":
+            continue  # prompt needs a pretrained backbone (tests/text)
+        scenario = "class" if "class" in cls.scenarios else cls.scenarios[0]
+        task = {"task": 1} if scenario == "task" else {}
+        learner = lifelong.Learner(
+            "mlp(hidden=(8,))", name, config=TrainConfig(epochs=1, batch_size=16), scenario=scenario
+        )
+        for k, classes in enumerate(([0, 1], [2, 3])):
+            part = np.isin(y, classes)
+            learner.learn(x[part], y[part], task=k if scenario == "task" else None)
+        holds = learner.state()["manifest"]["training_samples"]
+        assert bool(holds) == (cls.stores_samples or cls.uses_past_data), name
+        learner.save(tmp_path / name, for_prediction=True)
+        for t in _tensors(tmp_path / name).values():
+            if t.dim() == 2 and t.shape[1] == 6:
+                assert not bool((t[:, None, :] == rows[None]).all(-1).any()), name
+        again = lifelong.load(tmp_path / name)
+        assert torch.equal(again.predict(x, **task), learner.predict(x, **task)), name
+        checked.append(name)
+    assert {"replay", "icarl", "gem", "pnn", "packnet", "adapter", "cumulative"} <= set(checked)

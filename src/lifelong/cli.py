@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -166,6 +167,21 @@ def _data_overrides(args: argparse.Namespace) -> dict[str, object]:
     return out
 
 
+def cli_wording(message: str, args: argparse.Namespace) -> str:
+    """An error about the data options in the words of the flags typed (`--target`, not
+    the Python `target=...`), when the data came from `--data`."""
+    if getattr(args, "data", None) is None:
+        return message  # an experiment file: its keys read as in Python
+    for key in DATA_FLAGS:
+        flag = "--" + key.replace("_", "-")
+        # target=... and features=[...] -> --target ...; a bare target= -> --target
+        message = re.sub(rf"(?<![\w-]){key}=(\.\.\.|\[\.\.\.\])", f"{flag} ...", message)
+        message = re.sub(rf"(?<![\w-]){key}=(?![\w'\"\[(])", flag, message)
+        if "_" in key:  # never a word of plain prose
+            message = re.sub(rf"(?<![\w'\"-]){key}\b(?!['\"])", flag, message)
+    return message
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     """`lifelong init [PATH]`: write a commented example experiment file."""
     from lifelong.experiment.example import write_example
@@ -293,8 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ValueError as e:
-        message = getattr(e, "cli", None) or e  # errors worded for the command line
-        print(f"lifelong {args.command}: error: {message}", file=sys.stderr)
+        print(f"lifelong {args.command}: error: {cli_wording(str(e), args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # said once: a sweep's message names what was saved
         print(("\n" if sys.stderr.isatty() else "") + (str(e) or "interrupted"), file=sys.stderr)

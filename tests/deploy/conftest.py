@@ -7,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,22 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     tr, _ = synthetic_data()
     order = np.random.default_rng(0).permutation(len(tr.y))
     return tr.x.numpy()[order], tr.y.numpy()[order]
+
+
+def files_holding(roots: list[Path], needles: list[bytes]) -> list[str]:
+    """The files under `roots` whose raw bytes contain any of `needles`."""
+    hits = []
+    for root in roots:
+        for f in sorted(p for p in root.rglob("*") if p.is_file()):
+            blob = f.read_bytes()
+            hits += [f"{f}" for n in needles if n in blob][:1]
+    return hits
+
+
+@pytest.fixture(scope="session")
+def holding() -> Callable[[list[Path], list[bytes]], list[str]]:
+    """`files_holding`, for the raw-bytes searches."""
+    return files_holding
 
 
 def _free_port() -> int:

@@ -112,6 +112,19 @@ def test_triggered_runs_on_a_trigger_after_the_cooldown() -> None:
     assert p.decide(_obs(now=HOUR), forced=True).run  # asked: runs even in cooldown
 
 
+def test_schedules_and_cooldowns_count_from_the_last_attempt() -> None:
+    """A rejected candidate leaves production as it was; the next try waits its turn."""
+    from dataclasses import replace
+
+    sched = make_policy({"name": "scheduled", "every_s": 4 * HOUR})
+    assert sched.decide(_obs(now=5 * HOUR)).run
+    assert not sched.decide(replace(_obs(now=5 * HOUR), last_attempt_at=3 * HOUR)).run
+    trig = make_policy({"name": "triggered", "cooldown_s": 2 * HOUR})
+    drift = _obs(now=5 * HOUR, shift=1.0)
+    assert trig.decide(drift).run
+    assert "cooldown" in trig.decide(replace(drift, last_attempt_at=4 * HOUR)).reason
+
+
 def test_decisions_are_pure_functions_of_the_observation() -> None:
     """Restart-safe: a fresh policy object decides the same on the same observation."""
     obs = _obs(now=5 * HOUR, shift=0.3)

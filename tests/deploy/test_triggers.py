@@ -7,8 +7,6 @@ import pytest
 
 from lifelong.deploy import triggers as T
 
-pytest.importorskip("river")
-
 
 def _blobs(n: int, d: int = 12, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
@@ -97,3 +95,15 @@ def test_evaluate_switches_triggers_by_config_and_scores_them() -> None:
     assert scores["drift_fired"] == 1.0 and scores["staleness_fired"] == 0.0
     off = check_policy({"name": "triggered", "drift_alpha": None, "detector": "none"})
     assert T.evaluate(obs, off) == []
+
+
+def test_a_steady_shortfall_against_production_baseline_fires() -> None:
+    """A model that is steadily bad gives ADWIN no change to see; the level test does."""
+    rng = np.random.default_rng(3)
+    steady = rng.random(300) < 0.6
+    assert not T.accuracy_decline(steady).fired
+    low = T.accuracy_decline(steady, baseline=0.9, margin=0.05)
+    assert low.fired and "below production's 0.900" in low.detail
+    assert not T.accuracy_decline(steady, baseline=0.62, margin=0.05).fired
+    assert not T.accuracy_decline(steady[:20], baseline=0.9).fired  # too few labels
+    assert not T.accuracy_decline(steady, baseline=0.9, margin=None).fired

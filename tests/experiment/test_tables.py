@@ -54,8 +54,10 @@ def test_every_row_shows_the_values_its_sweep_varied() -> None:
     # a training setting that varies is shown on every row, after the spec
     lrs = [result("naive", {"lr": lr}) for lr in (0.01, 0.05)]
     assert row_labels(lrs) == ["naive [lr=0.01]", "naive [lr=0.05]"]
-    # nothing varies: the canonical spec as it is
-    assert row_labels([result("replay", {"replay.mem_size": 500})]) == ["replay"]
+    # nothing varies: the canonical spec as it is, also beside a failed run (no params)
+    ok = result("replay", {"replay.mem_size": 500})
+    failed = {**result("replay", {}), "status": "failed"}
+    assert row_labels([ok, failed]) == ["replay", "replay"]
 
 
 def test_the_printed_table_shows_the_hidden_default() -> None:

@@ -235,3 +235,26 @@ def test_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     heads = scope["heads"]
     assert isinstance(heads, PersonalHeads) and heads.users == ["alice", "carol"]
     assert (tmp_path / "personal" / "meta.json").is_file()
+
+
+def test_user_folder_saves_loads_and_forgets_one_user(tmp_path: Path) -> None:
+    from lifelong.personal import UserFolder
+
+    m = model(strategy="replay(mem_size=8)")
+    m.update_shared(*rows(0))
+    m.update({"a": rows(1), "b@x.org": rows(2)})
+    folder = UserFolder(tmp_path / "users")
+    folder.save(m)
+    assert folder.stored_users() == ["a", "b@x.org"]
+    only_b = folder.load(["b@x.org"])
+    x = rows(3)[0]
+    assert only_b.users == ["b@x.org"] and only_b.shared
+    assert torch.equal(only_b.logits(x, "b@x.org"), m.logits(x, "b@x.org"))
+    assert torch.equal(only_b.logits(x, SHARED), m.logits(x, SHARED))
+    assert folder.forget("a", m) and "a" not in m
+    assert folder.stored_users() == ["b@x.org"] and not (tmp_path / "users" / "u" / "a").exists()
+    assert not folder.forget("a")
+    with pytest.raises(KeyError, match="'a'"):
+        folder.load(["a"])
+    with pytest.raises(ValueError, match="not valid"):
+        folder.forget("../etc")

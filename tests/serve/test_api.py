@@ -24,9 +24,10 @@ from lifelong.deploy.deployment import Deployment
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> Iterator[dict[str, Any]]:
     path = tmp_path_factory.mktemp("serve") / "dep"
-    deploy.create(path, from_run=run_dir)
+    # an update is due every 100 labelled samples; the server asks the policy every 0.5 s
+    deploy.create(path, from_run=run_dir, policy={"name": "stateful", "every_labelled": 100})
     keys = make_keys(path)
-    server = Server(path).start()
+    server = Server(path, "--check-every-s", "0.5").start()
     try:
         yield {"path": path, "keys": keys, "url": server.url}
     finally:
@@ -137,14 +138,24 @@ def test_predict_then_late_labels_then_update(live, data):
     assert r.status_code == 200 and r.json()["stored"] == 120
     assert counts(path)[:2] == (n0 + 120, l0 + 120)
 
-    r = httpx.post(url + "/v1/update", headers=auth(keys["admin"]))
-    assert r.status_code == 202, r.text
+    # 120 new labels: the policy's volume trigger fires, the updater writes v1.1 unasked
     deadline = time.monotonic() + 120
     while counts(path)[2] == v0 and time.monotonic() < deadline:
         time.sleep(0.5)
     versions = httpx.get(url + "/v1/versions", headers=auth(keys["predict"])).json()
     assert len(versions["versions"]) == v0 + 1 and versions["candidate"] == "v1.1"
-    assert audit(path, "api")[-1]["key"] == "test-admin"
+    assert audit(path, "decision")[-1]["reason"] != "asked (forced)"
+    r = httpx.post(url + "/v1/update", headers=auth(keys["admin"]))  # and when asked
+    assert r.status_code == 202 and r.json()["accepted"], r.text
+    assert audit(path, "api")[-1] == {
+        "request": "update",
+        "key": "test-admin",
+        "updater_pid": r.json()["updater_pid"],
+    }
+    deadline = time.monotonic() + 120
+    while not any(d.get("forced") for d in audit(path, "decision")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert any(d.get("forced") for d in audit(path, "decision"))
     # the served version follows the production alias, whatever the gate said
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

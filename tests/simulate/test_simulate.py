@@ -12,9 +12,6 @@ import pytest
 from lifelong.simulate import detection
 from lifelong.simulate.streams import STREAMS, ProductionStream, make_stream
 
-pytest.importorskip("river")
-pytest.importorskip("sqlalchemy")
-
 
 def test_streams_have_their_known_drifts() -> None:
     from lifelong.simulate.command import STREAM_NAMES

@@ -17,6 +17,7 @@ def x(headlines):
     return torch.from_numpy(encode_texts(headlines))
 
 
+@pytest.mark.slow  # sentence-transformers is slow to import
 def test_embeddings_match_sentence_transformers(minilm, headlines, need):
     need("sentence_transformers")
     from sentence_transformers import SentenceTransformer
@@ -25,8 +26,8 @@ def test_embeddings_match_sentence_transformers(minilm, headlines, need):
 
     ref = SentenceTransformer(str(find_text_folder("minilm")), device="cpu")
     want = torch.from_numpy(ref.encode(headlines))
-    got = minilm.encode(headlines)
-    assert got.shape == (6, 384)
+    got = minilm.encode(headlines) / minilm.scale  # the outputs are the embeddings, scaled
+    assert got.shape == (6, 384) and minilm.scale == pytest.approx(384**0.5)
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
 
 
@@ -38,7 +39,7 @@ def test_frozen_features_are_computed_once_and_shared_through_disk(minilm, x, fe
     assert (cache.misses, cache.hits) == (4, 0)
     both = enc(x)  # 4 rows from the cache, 2 computed
     assert (cache.misses, cache.hits) == (6, 4)
-    torch.testing.assert_close(both, minilm.embed(x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(both / enc.scale, minilm.embed(x), atol=1e-5, rtol=1e-4)
     assert torch.equal(both[:4], first)
     cache.flush()
     assert list(feature_cache.glob("test-key/*.pt"))
@@ -46,7 +47,7 @@ def test_frozen_features_are_computed_once_and_shared_through_disk(minilm, x, fe
 
     clear_caches()  # a new process: reads the shards, computes nothing
     again = get_cache("test-key")
-    assert torch.equal(again.lookup(x, lambda rows: pytest.fail("recomputed")), both)
+    assert torch.equal(again.lookup(x, lambda rows: pytest.fail("recomputed")) * enc.scale, both)
 
 
 def test_cache_is_bypassed_while_the_backbone_can_change(minilm, x):
@@ -173,3 +174,17 @@ def test_compare_on_a_csv_with_a_text_column_runs_offline(tmp_path, headlines, m
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
     assert {r["strategy"] for r in rows} == {"naive", "replay(mem_size=4)"}
     assert all(r["status"] == "ok" for r in rows)
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    body = readme.split("## Text and pretrained backbones\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", body, re.S)
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    assert scope["feats"].shape == (1, 384)
+    assert list(scope["learner"].class_names) == ["fresh", "rotten"]

@@ -86,3 +86,14 @@ def test_rotten_tomatoes_corpus(need):
 
     df = rotten_tomatoes()
     assert set(df["category"]) == {"fresh", "rotten", "plot"} and len(df) == 5022
+
+
+def test_new_data_is_read_as_the_training_texts_were(tmp_path, headlines):
+    from lifelong.data.files import stream_from_files
+    from lifelong.data.newdata import read_new_data
+
+    path = _table(tmp_path, headlines)
+    s = stream_from_files(path, target="label", text_column="text", classes_per_experience=2)
+    new = read_new_data(path, s.info, s.input_shape)  # the training file itself
+    assert new.x.shape == (12, MAX_CHARS)
+    assert decode_texts(new.x) == headlines * 2

@@ -17,15 +17,6 @@ from typing import Any
 import numpy as np
 
 
-class OptionError(ValueError):
-    """A missing or bad data option, worded for Python (`target=...`); `cli` holds the same
-    message worded for the command line (`--target`)."""
-
-    def __init__(self, python: str, cli: str) -> None:
-        super().__init__(python)
-        self.cli = cli
-
-
 def listing(columns: Sequence[str]) -> str:
     """All the columns, comma-separated (nothing cut: the right one may be the last)."""
     return ", ".join(map(str, columns))
@@ -105,7 +96,6 @@ def align_columns(
 
 
 __all__ = [
-    "OptionError",
     "align_columns",
     "did_you_mean",
     "listing",

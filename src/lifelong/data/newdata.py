@@ -23,6 +23,7 @@ import numpy as np
 
 from lifelong.data.columns import match_columns
 from lifelong.data.readers import IMAGE_SUFFIXES, TABLE_SUFFIXES, load_image, numeric
+from lifelong.data.text import text_chunk
 
 
 @dataclass
@@ -116,6 +117,8 @@ def _table(p: Path, info: dict[str, Any]) -> NewData:
     else:
         where = f"{p.name} (columns {', '.join(df.columns)})" if len(df.columns) <= 12 else p.name
         feats = [df.columns[j] for j in match_columns(df.columns, expected, where, skip)]
+    if info.get("text_column"):  # a text model: its one column's texts as code points
+        return NewData(text_chunk(df, feats[0]), tasks)
     return NewData(numeric(df, feats), tasks)
 
 

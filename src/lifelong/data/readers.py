@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lifelong.data.columns import OptionError, did_you_mean
+from lifelong.data.columns import did_you_mean
 from lifelong.data.text import MAX_CHARS, text_chunk
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -67,7 +67,7 @@ def open_source(
         if target is not None or features is not None or group_column is not None:
             raise ValueError(
                 "an image folder takes its classes from its subfolder names; "
-                "target, features, task_column and domain_column do not apply"
+                "target=, features=, task_column= and domain_column= do not apply"
             )
         return _images(path, limit, image_size)
     suffix = path.suffix.lower()
@@ -99,9 +99,8 @@ def _columns(
     listing = ", ".join(columns)
     if target is None:
         hint = "".join(f" (is it {c!r}?)" for c in columns if c.lower() in LABEL_NAMES)[:80]
-        raise OptionError(
-            f"name the label column with target=...{hint}; {path.name} has columns {listing}",
-            f"name the label column with --target COLUMN{hint}; {path.name} has columns {listing}",
+        raise ValueError(
+            f"name the label column with target=...{hint}; {path.name} has columns {listing}"
         )
     for what, col in (("target", target), ("task/domain", group)):
         if col is not None and col not in columns:

@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lifelong.deploy.errors import DeployError, UpdateRunning
     from lifelong.deploy.erase import forget
+    from lifelong.deploy.errors import DeployError, UpdateRunning
     from lifelong.deploy.ops import create, expire, ingest, label, promote, rollback
+    from lifelong.deploy.overview import status
     from lifelong.deploy.serving import Prediction, predict, record_predictions
     from lifelong.deploy.stateful import update
-    from lifelong.deploy.overview import status
 
 _LAZY = {
     "DeployError": "lifelong.deploy.errors",

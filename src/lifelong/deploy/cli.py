@@ -188,7 +188,7 @@ def main(args: argparse.Namespace) -> int:
         pred = deploy.predict(
             d, x, subject=subject, task=task, columns=cols, record=not args.no_record
         )
-        ids = pred.ids or [""] * len(pred.classes)
+        ids: list[Any] = list(pred.ids) or [""] * len(pred.classes)
         f = sys.stdout if args.out is None else open(args.out, "w", newline="")
         with f if args.out is not None else contextlib.nullcontext(f):
             w = csv.writer(f)
@@ -198,8 +198,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"{len(pred.classes)} predictions ({pred.version}) written to {args.out}", file=sys.stderr)  # fmt: skip
         return 0
     elif a == "label":
-        ids, labels = _read_labels(args.data, args.id_column, args.target)
-        out = deploy.label(d, ids, labels)
+        given, labels = _read_labels(args.data, args.id_column, args.target)
+        out = deploy.label(d, given, labels)
     elif a == "update":
         out = deploy.update(d, force=args.force)
     elif a == "promote":

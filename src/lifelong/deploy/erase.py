@@ -53,8 +53,14 @@ def forget(
         }
         if retrain:
             first = min((int(r.lseq) for r in rows if r.lseq is not None), default=None)
-            with update_lock(dep.engine):
-                out["retrain"] = rebuild(dep, first, digest, now)
+            with dep.engine.connect() as conn:
+                rules = store.get_setting(conn, "retention", {}) or {}
+            if rules.get("memory") == "none":
+                why = "memory: none keeps no sample: the updates that learned it cannot be replayed"
+                out["retrain"] = {"rebuilt": False, "reason": why}
+            else:
+                with update_lock(dep.engine):
+                    out["retrain"] = rebuild(dep, first, digest, now)
     return out
 
 

@@ -63,7 +63,9 @@ def _row_bytes(buf: Buffer) -> list[bytes]:
     return [x[i].tobytes() for i in range(len(x))]
 
 
-def match(learner: Any, candidates: dict[int, bytes]) -> tuple[list[dict[str, int]], dict]:
+def match(
+    learner: Any, candidates: dict[int, bytes]
+) -> tuple[list[dict[str, int]], dict[str, list[int]]]:
     """Buffer rows that are stored samples: (memory rows `{slot, position, sample_id}`,
     layout `{slot: [positions]}`). `candidates`: sample id -> float32 feature bytes of the
     samples the buffers may hold (the window learned and the parent's memory)."""
@@ -144,8 +146,8 @@ def attach(dep: Any, conn: Connection, learner: Any, version: dict[str, Any]) ->
         .where(m.c.version == version["id"])
     ).all()
     by_slot: dict[int, dict[int, Any]] = {}
-    for r in found:
-        by_slot.setdefault(int(r.slot), {})[int(r.position)] = r
+    for row in found:
+        by_slot.setdefault(int(row.slot), {})[int(row.position)] = row
     layout = version.get("memory_layout") or {}
     keep_other = keep_unmatched(conn)
     counts = {"refilled": 0, "dropped": 0, "unmatched": 0}
@@ -153,7 +155,8 @@ def attach(dep: Any, conn: Connection, learner: Any, version: dict[str, Any]) ->
         if buf.size_ == 0:
             continue
         assert buf.x_ is not None and buf.y_ is not None and buf.t_ is not None
-        rows, stripped_at = by_slot.get(slot, {}), set(layout.get(str(slot), []))
+        rows: dict[int, Any] = by_slot.get(slot, {})
+        stripped_at = set(layout.get(str(slot), []))
         keep = torch.zeros(buf.size_, dtype=torch.bool)
         for pos in range(buf.size_):
             r = rows.get(pos)

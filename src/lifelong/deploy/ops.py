@@ -227,7 +227,7 @@ def label(path: PathArg, ids: Any, labels: Any, *, now: float | None = None) -> 
         raise DeployError(f"row {new.index(None)}: no label given")
     s = store.samples
     with Deployment(path) as dep, store.transaction(dep.engine) as conn:
-        known = set()
+        known: set[int] = set()
         for i in range(0, len(id_list), 500):
             part = id_list[i : i + 500]
             known.update(conn.execute(select(s.c.id).where(s.c.id.in_(part))).scalars())

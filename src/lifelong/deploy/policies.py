@@ -63,6 +63,7 @@ class Observation:
     recent_x: np.ndarray  # up to 2000 inputs received since (ingested or predicted)
     recent_correct: np.ndarray  # bool: production right on each labelled sample since
     baseline_accuracy: float | None = None  # production's holdout accuracy when trained
+    last_attempt_at: float | None = None  # when the last update ran (its candidate may be rejected)
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,10 @@ class Policy:
 
 
 def _age(obs: Observation) -> float:
-    return obs.now - (obs.last_update_at if obs.last_update_at is not None else obs.now)
+    """Seconds since the last update ran (promoted or not): schedules and cooldowns count
+    from it, so a rejected candidate is not retried at every call."""
+    times = [t for t in (obs.last_update_at, obs.last_attempt_at) if t is not None]
+    return obs.now - max(times) if times else 0.0
 
 
 class Manual(Policy):

@@ -81,6 +81,7 @@ def observe(
         baseline_accuracy=None
         if prod is None
         else (prod.get("metrics") or {}).get("holdout_accuracy"),
+        last_attempt_at=conn.execute(select(func.max(store.versions.c.created_at))).scalar(),
     )
 
 

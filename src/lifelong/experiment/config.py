@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from lifelong.config import TRAIN_FIELDS, TrainConfig, field_info
 from lifelong.config import check_value as train_problem
 from lifelong.experiment import values as chk
+from lifelong.experiment.paths import against_file, missing_data
 from lifelong.spec import parse_one, split_top_level
 
 if TYPE_CHECKING:  # torch-free at import time, so `lifelong --help` stays quick
@@ -286,7 +287,7 @@ def load_config(
         for key, value in read_file(path).items():
             values[key] = check_value(str(path), str(key), value)
             origin[key] = str(path)
-        values = _against_file(values, path)
+        values = against_file(values, path)
     for key, value in (overrides or {}).items():
         other = {"data": "benchmark", "benchmark": "data"}.get(key)
         if other and value is not None and origin.get(other) == str(path):
@@ -314,27 +315,6 @@ def load_config(
     cfg = ExperimentConfig(**values)
     _check_grid(cfg, src)
     return cfg
-
-
-#: keys (and keys of `data:`) holding paths, which an experiment file reads against its folder
-_PATH_KEYS = ("data_dir", "out")
-_DATA_PATH_KEYS = ("path", "cache_dir")
-
-
-def _against_file(values: dict[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
-    """`values` read from file `path`, their relative paths made relative to the file's
-    folder (`data/d2.yaml` naming `sales.csv` means `data/sales.csv`)."""
-    base = os.path.dirname(os.fspath(path))
-
-    def resolve(p: Any) -> Any:
-        if not isinstance(p, str) or not base or os.path.isabs(os.path.expanduser(p)):
-            return p
-        return os.path.normpath(os.path.join(base, p))
-
-    out = {k: resolve(v) if k in _PATH_KEYS else v for k, v in values.items()}
-    if isinstance(out.get("data"), dict):
-        out["data"] = {k: resolve(v) if k in _DATA_PATH_KEYS else v for k, v in out["data"].items()}
-    return out
 
 
 def _train_config(settings: dict[str, Any], device: str, src: Callable[[str], str]) -> TrainConfig:
@@ -415,15 +395,9 @@ def _check_data(data: dict[str, Any], source: str) -> None:
         from lifelong.data.files import stream_from_files  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return
-    where = data.get("path")
-    if isinstance(where, str) and not os.path.exists(os.path.expanduser(where)):
-        looked = os.path.abspath(os.path.expanduser(where))
-        if source.startswith("command line"):
-            raise ConfigError(f"{source}: {where!r} does not exist; looked for {looked}")
-        raise ConfigError(
-            f"{source}: data: path {where!r} does not exist; looked for {looked} "
-            "(relative paths in an experiment file are read against the file's folder)"
-        )
+    problem = missing_data(data.get("path"), source)
+    if problem is not None:
+        raise ConfigError(problem)
     params = inspect.signature(stream_from_files).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return

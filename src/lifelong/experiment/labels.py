@@ -64,9 +64,10 @@ def _components(spec: str) -> Components | None:
 
 
 def _varying_params(shape: tuple[str, ...], rows: list[dict[str, Any]]) -> list[str]:
-    """The `name.param` keys of the strategies in `shape` whose values differ among `rows`."""
+    """The `name.param` keys of the strategies in `shape` whose values differ among the
+    `rows` that record them (a failed run's row records no hyper-parameters)."""
     keys = sorted({k for r in rows for k in _params(r) if k.split(".")[0] in shape})
-    return [k for k in keys if len({repr(_params(r).get(k)) for r in rows}) > 1]
+    return [k for k in keys if len({repr(p[k]) for r in rows if k in (p := _params(r))}) > 1]
 
 
 def _render(parts: Components, keys: list[str], params: dict[str, Any]) -> str:

@@ -6,8 +6,10 @@ scenario of the sweep: the comparison table (mean ± std over seeds, the best va
 column highlighted), the accuracy matrix of each strategy as an annotated heatmap (mean
 over seeds), the average accuracy on the experiences seen so far after each experience,
 the forgetting of each experience, and accuracy against cost (training seconds, and the
-replay buffer size where a strategy has `mem_size`). The figures are drawn by
-`lifelong.experiment.report_plots` (matplotlib's Agg backend).
+replay buffer size where a strategy has `mem_size`). Rows are named by their label
+(`lifelong.experiment.labels`: every parameter the sweep varied is shown) and experiences
+are numbered from 1. The figures are drawn by `lifelong.experiment.report_plots`
+(matplotlib's Agg backend, labels placed with adjustText).
 """
 
 from __future__ import annotations

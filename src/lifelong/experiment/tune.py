@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifelong.config import add_train_arguments, train_from_args
+from lifelong.experiment.paths import missing_data
 from lifelong.experiment.tune_guard import (
     TestSetAccessError,
     WithheldTestSet,
@@ -343,6 +344,8 @@ def config_from_args(
 
     if data is not None and args.benchmark is not None:
         raise ValueError("give either --benchmark or --data, not both")
+    if data is not None and (problem := missing_data(data.get("path"), "--data")) is not None:
+        raise ValueError(problem)
     benchmark = args.benchmark or RunConfig.benchmark
     if benchmark not in BENCHMARKS:
         known = ", ".join(sorted(BENCHMARKS))

@@ -70,8 +70,11 @@ class FrozenFeatures(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self._cache is not None and self.frozen():
-            return self._cache.lookup(x, self.embed)
-        return self.embed(x)
+            out = self._cache.lookup(x, self.embed)
+        else:
+            out = self.embed(x)
+        scale = getattr(self, "scale", 1.0)
+        return out if scale == 1.0 else out * scale
 
     def embed(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -114,15 +117,18 @@ def _refresh_pristine(module: Any, incompatible: Any) -> None:
 class TextEncoder(FrozenFeatures):
     """Texts (code-point rows) -> sentence embeddings `[B, hidden]`, as sentence-transformers
     computes them: tokenize (cut at `max_tokens`), transformer, pooling over the text's
-    tokens (`mean`, `cls` or `max`), L2 normalization when the model has it. `prompt`, when
-    set (`add_prompt`), is a `[P, hidden]` parameter prepended to the token embeddings."""
+    tokens (`mean`, `cls` or `max`), L2 normalization when the model has it (`embed`).
+    Its outputs are those embeddings times `scale` (default: sqrt(hidden) for a normalized
+    model, 19.6 for MiniLM, so a feature has unit mean square and a linear head learns at
+    the usual learning rates; 1.0 gives the embeddings as they are). `prompt`, when set
+    (`add_prompt`), is a `[P, hidden]` parameter prepended to the token embeddings."""
 
     transformer: Any  # a Hugging Face model (`transformers.PreTrainedModel`)
 
     def __init__(
         self, transformer: nn.Module, tokenizer: Any, *, pooling: str = "mean",
         normalize: bool = True, max_tokens: int = 256, key: str = "",
-        cache: bool | str | None = True,
+        cache: bool | str | None = True, scale: float | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         if pooling not in ("mean", "cls", "max"):
@@ -131,6 +137,8 @@ class TextEncoder(FrozenFeatures):
         self.tokenizer = tokenizer
         self.pooling, self.normalize, self.max_tokens = pooling, normalize, int(max_tokens)
         self.feature_size = int(self.transformer.config.hidden_size)
+        root = self.feature_size**0.5 if normalize else 1.0
+        self.scale = float(root if scale is None else scale)
         self.prompt: nn.Parameter | None = None
         self.setup_cache(transformer, key, cache)
 
@@ -212,11 +220,12 @@ def find_text_folder(source: str | Path) -> Path:
 
 def load_text_encoder(
     source: str | Path = "minilm", max_tokens: int | None = None,
-    cache: bool | str | None = True, dropout: float = 0.0,
+    cache: bool | str | None = True, dropout: float = 0.0, scale: float | None = None,
 ) -> TextEncoder:  # fmt: skip
     """A `TextEncoder` from a sentence-transformers folder (see `find_text_folder`),
     offline, frozen. `cache`: True (memory and disk), "memory", or False; `dropout` is the
-    transformer's dropout while training (0: a frozen backbone's features are fixed)."""
+    transformer's dropout while training (0: a frozen backbone's features are fixed);
+    `scale` multiplies the outputs (see `TextEncoder`)."""
     folder = find_text_folder(source)
     modules = _read_json(folder / "modules.json", [])
     sub = next(
@@ -248,7 +257,7 @@ def load_text_encoder(
     key = _folder_key(path, [tokens, pooling, normalize, "text-v1"])
     enc = TextEncoder(
         net, tokenizer, pooling=pooling, normalize=normalize, max_tokens=tokens, key=key,
-        cache=cache,
+        cache=cache, scale=scale,
     )  # fmt: skip
     enc.eval()
     return enc
@@ -256,7 +265,7 @@ def load_text_encoder(
 
 def build_text_model(
     stream: Stream, source: str = "minilm", freeze: bool = True, max_tokens: int | None = None,
-    cache: bool | str | None = True, dropout: float = 0.0,
+    cache: bool | str | None = True, dropout: float = 0.0, scale: float | None = None,
 ) -> TextModel:  # fmt: skip
     """The `text:SOURCE(...)` model for `stream` (inputs: code-point rows)."""
     if len(stream.input_shape) != 1:
@@ -265,7 +274,7 @@ def build_text_model(
             f"data's samples have shape {tuple(stream.input_shape)}"
         )
     return TextModel(
-        load_text_encoder(source, max_tokens, cache, dropout), stream.n_classes, freeze
+        load_text_encoder(source, max_tokens, cache, dropout, scale), stream.n_classes, freeze
     )
 
 

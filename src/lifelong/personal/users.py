@@ -161,6 +161,8 @@ class PersonalHeads:
         one batched step. Unknown users are added first. All inputs are checked before
         anything changes."""
         rows = {uid: self._check_rows(check_user_id(uid), *xy) for uid, xy in data.items()}
+        if not rows:
+            return
         for uid in rows:
             if uid not in self.states:
                 self.add_user(uid)

@@ -163,14 +163,10 @@ def routes(svc: Service) -> APIRouter:
     def update(request: Request) -> s.UpdateOut:
         if not svc.updater.enabled:
             raise HTTPException(409, "this server runs no updater (lifelong serve --no-updater)")
-        owner = svc.lock_owner()
-        if owner is not None:
-            raise HTTPException(
-                409, f"an update or policy check holds the lock (process {owner}); try again"
-            )
+        owner = svc.lock_owner()  # the forced update waits for it
         pid = svc.updater.send("force")
         svc.audit(_key(request), "update", updater_pid=pid)
-        return s.UpdateOut(accepted=True, updater_pid=pid)
+        return s.UpdateOut(accepted=True, updater_pid=pid, waiting_for=owner)
 
     @r.get("/versions", summary="versions and aliases (scope predict)")
     def versions() -> dict[str, Any]:
@@ -209,7 +205,9 @@ def routes(svc: Service) -> APIRouter:
     def rollback(request: Request, body: s.RollbackIn | None = None) -> s.AliasOut:
         return switch(request, "rollback", None if body is None else body.version)
 
-    @r.delete("/subjects/{subject}", response_model=s.ForgetOut, summary="forget a subject (admin)")
+    @r.delete(
+        "/subjects/{subject:path}", response_model=s.ForgetOut, summary="forget a subject (admin)"
+    )
     def forget(subject: str, request: Request) -> s.ForgetOut:
         try:
             s.clean_text(subject)

@@ -39,7 +39,7 @@ def _route_of(path: str) -> str:
     """The route template of a request refused before routing (a bounded label set)."""
     if any(path == p for _, p in SCOPE_OF):
         return path
-    return "/v1/subjects/{subject}" if path.startswith("/v1/subjects/") else "unmatched"
+    return "/v1/subjects/{subject:path}" if path.startswith("/v1/subjects/") else "unmatched"
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -103,6 +103,9 @@ class AliasOut(BaseModel):
 class UpdateOut(BaseModel):
     accepted: bool
     updater_pid: int
+    waiting_for: str | None = Field(
+        None, description="the process holding the update lock now (the update runs after)"
+    )
 
 
 class ForgetOut(BaseModel):

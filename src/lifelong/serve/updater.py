@@ -104,18 +104,24 @@ class Updater:
             proc.wait()
 
 
-def run_one(path: str, command: str) -> dict[str, Any] | None:
-    """One `update` of the deployment at `path`; None when there was nothing to do."""
+def run_one(path: str, command: str, wait_s: float = 600.0) -> dict[str, Any] | None:
+    """One `update` of the deployment at `path`; None when there was nothing to do. A
+    policy check that finds the lock taken is skipped (another process is checking or
+    updating); a forced update waits for the lock, up to `wait_s` seconds."""
     from lifelong import deploy
 
-    try:
-        out: dict[str, Any] = deploy.update(path, force=command == "force")
-    except deploy.UpdateRunning:
-        return None  # another replica's updater is at it
-    except deploy.DeployError as e:
-        print(f"lifelong updater: {e}", file=sys.stderr, flush=True)
-        return None
-    return out
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            out: dict[str, Any] = deploy.update(path, force=command == "force")
+            return out
+        except deploy.UpdateRunning:
+            if command != "force" or time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
+        except deploy.DeployError as e:
+            print(f"lifelong updater: {e}", file=sys.stderr, flush=True)
+            return None
 
 
 def _next_command() -> str | None:

@@ -31,7 +31,7 @@ def default_policies(seconds_per_batch: float) -> dict[str, dict[str, Any]]:
         "manual": {"name": "manual"},
         "scheduled": {"name": "scheduled", "every_s": 10 * b},
         "stateful": {"name": "stateful", "every_s": b},
-        "triggered": {"name": "triggered", "cooldown_s": 3 * b, "drift_alpha": 0.01},
+        "triggered": {"name": "triggered", "cooldown_s": 2 * b, "drift_alpha": 0.01},
     }
 
 

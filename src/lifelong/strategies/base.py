@@ -78,6 +78,8 @@ class Strategy:
     #: its state holds training samples (a replay memory, exemplars): a saved model's
     #: manifest says so, and an export for prediction leaves them out (`prediction_state`)
     stores_samples: ClassVar[bool] = False
+    #: it works on a pretrained text backbone only (`text:...` models; prompt tuning)
+    needs_text_model: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -37,8 +37,9 @@ import torch
 
 from lifelong.config import TrainConfig
 from lifelong.data.benchmarks import synthetic_data
-from lifelong.data.experience import SCENARIOS, Stream
+from lifelong.data.experience import SCENARIOS, Stream, TensorSet
 from lifelong.data.scenarios import permuted, split_by_class
+from lifelong.data.text import encode_texts
 from lifelong.learner import Learner
 from lifelong.results import Result
 from lifelong.serialize import read_state_dir, write_state_dir
@@ -165,23 +166,32 @@ def _params(s: Strategy) -> None:
 
 
 # -- training ------------------------------------------------------------------------------
-def tiny_stream(scenario: str) -> Stream:
-    """3 experiences of 2 Gaussian-blob classes (8 features, 12 rows per class)."""
+def tiny_stream(scenario: str, text: bool = False) -> Stream:
+    """3 experiences of 2 Gaussian-blob classes (8 features, 12 rows per class); with
+    `text`, each row written as a short text of its rounded features."""
     tr, te = synthetic_data(n_classes=6, dim=8, per_class=12, test_per_class=4)
+    if text:
+        tr, te = _as_text(tr), _as_text(te)
     if scenario == "domain":
         return permuted(tr, te, 3, name="check")
     return split_by_class(tr, te, scenario=scenario, classes_per_experience=2, name="check")
 
 
+def _as_text(data: TensorSet) -> TensorSet:
+    texts = [" ".join(f"{v:+.0f}" for v in row) for row in data.x.tolist()]
+    return TensorSet(torch.from_numpy(encode_texts(texts, 48)), data.y, data.t)
+
+
 def _learner(s: Strategy, scenario: str, seed: int = 0) -> Learner:
     cfg = TrainConfig(epochs=1, batch_size=8, lr=0.05, momentum=0.0)
-    return Learner("mlp(hidden=(16,))", s, config=cfg, scenario=scenario, seed=seed)
+    model = "text:minilm(max_tokens=16)" if s.needs_text_model else "mlp(hidden=(16,))"
+    return Learner(model, s, config=cfg, scenario=scenario, seed=seed)
 
 
 def _full_run(s: Strategy, scenario: str, seed: int = 0) -> tuple[Learner, list[float]]:
     """A fresh learner with a clone of `s`, trained on the 3 experiences of a tiny stream."""
     learner = _learner(s.clone(), scenario, seed)
-    result = learner.fit_stream(tiny_stream(scenario))
+    result = learner.fit_stream(tiny_stream(scenario, s.needs_text_model))
     return learner, result.matrix[-1]
 
 
@@ -256,7 +266,7 @@ def _determinism(s: Strategy) -> None:
 def _resume(s: Strategy) -> None:
     """`Learner.save` after 2 experiences, `Learner.load`, train the 3rd: as uninterrupted."""
     scenario = type(s).scenarios[0]
-    stream, whole = tiny_stream(scenario), _learner(s.clone(), scenario)
+    stream, whole = tiny_stream(scenario, s.needs_text_model), _learner(s.clone(), scenario)
     saved: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
 

@@ -36,6 +36,7 @@ class PromptTuning(Strategy):
     """
 
     ranges = {"length": Range(ge=1)}
+    needs_text_model = True
 
     def __init__(self, length: int = 8) -> None:
         self.length = length
