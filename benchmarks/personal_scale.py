@@ -116,7 +116,7 @@ def scale(feats: torch.Tensor, n_classes: int, repeats: int) -> dict:
     w, b = m.bank.weight[5].clone(), m.bank.bias[5].clone()
     s_distinct, s_grouped = m.bank.index(distinct), m.bank.index(grouped)
     fns = {
-        "single_head": lambda: (torch.addmm(b, x, w)).argmax(1),
+        "single_head": lambda: (torch.addmm(b, x, w.T)).argmax(1),
         "mixed_1024_users": lambda: m.predict(x, distinct),
         "mixed_64_users": lambda: m.predict(x, grouped),
         "one_user_via_api": lambda: m.predict(x, "u5"),
@@ -138,7 +138,7 @@ def end_to_end(m: PersonalHeads, texts: list[str], repeats: int) -> dict:
     users = [f"u{i * 9}" for i in range(len(texts))]
     with torch.no_grad():
         fns = {
-            "single_head": lambda: torch.addmm(b, enc.encode(texts), w).argmax(1),
+            "single_head": lambda: torch.addmm(b, enc.encode(texts), w.T).argmax(1),
             "mixed_users": lambda: m.predict(enc.encode(texts), users),
         }
         t = median_times(fns, repeats)
@@ -161,17 +161,23 @@ def main() -> None:
     torch.set_num_threads(1)
     feats, src = feature_pool(20_000)
     res: dict = {"features": src, "torch_threads": torch.get_num_threads()}
-    res["c_single_user_1000_rows_s"] = single_user(feats, 11)
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    def keep() -> None:  # after every part, so that a late failure keeps the figures
+        (OUT / "scale.json").write_text(json.dumps(res, indent=1))
+
+    res["c_single_user_1000_rows_s"] = single_user(feats, 9)
+    keep()
     for c in (4, 10):
         res[f"b_scale_{c}_classes"] = scale(feats, c, 5)
+        keep()
     if "MiniLM" in src:
         sys.path.insert(0, str(Path(__file__).parent))
         import personal_text  # noqa: PLC0415
 
         texts = personal_text.documents()[0][:: 4000 // 256][:256]
         res["b_end_to_end_256_texts"] = end_to_end(resident(10_000, 4, "naive"), texts, 5)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "scale.json").write_text(json.dumps(res, indent=1))
+    keep()
     print(json.dumps(res, indent=1))
 
 

@@ -29,7 +29,11 @@ needs_compile = pytest.mark.skipif(
     compile_unavailable("cpu") is not None, reason=f"{compile_unavailable('cpu')}"
 )
 #: the library's own strategies (test modules register others in the same session)
-OURS = sorted(n for n, c in registry().items() if c.__module__.startswith("lifelong."))
+OURS = sorted(
+    n
+    for n, c in registry().items()
+    if c.__module__.startswith("lifelong.") and not c.needs_text_model  # text: tests/text
+)
 SAFE = [n for n in OURS if registry()[n].compile_safe]
 SPECS = {"replay": "replay(mem_size=40)", "der": "der(mem_size=40)", "derpp": "derpp(mem_size=40)",
          "er-ace": "er-ace(mem_size=40)", "agem": "agem(mem_size=40,sample_size=16)",

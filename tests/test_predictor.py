@@ -221,7 +221,7 @@ def test_cli_predict_writes_csv(
     out = capsys.readouterr().out.splitlines()
     assert [int(v) for v in out[1:]] == pt.predict(x, task=tasks).tolist()
     assert main(["predict", str(runs["task"][0]), "--data", str(tmp_path / "x.csv")]) == 2
-    assert "pass task=<id>" in capsys.readouterr().err
+    assert "pass --task ID" in capsys.readouterr().err  # in the words of the CLI
 
 
 def test_cli_predict_names_classes(

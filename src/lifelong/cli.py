@@ -172,6 +172,11 @@ def cli_wording(message: str, args: argparse.Namespace) -> str:
     the Python `target=...`), when the data came from `--data`."""
     if getattr(args, "data", None) is None:
         return message  # an experiment file: its keys read as in Python
+    if args.command == "predict":
+        message = message.replace(
+            "pass task=<id> (an int, or one id per sample)",
+            "pass --task ID (or give each row's task in the data's task column)",
+        )
     for key in DATA_FLAGS:
         flag = "--" + key.replace("_", "-")
         # target=... and features=[...] -> --target ...; a bare target= -> --target

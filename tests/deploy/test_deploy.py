@@ -219,3 +219,37 @@ def test_the_command_line(tmp_path: Path, run_dir: Path, data, capsys):
     text = capsys.readouterr().out
     assert "production: v1.0" in text and "samples: 80 stored" in text and "forget" in text
     assert "policy: stateful" in text and "last decision: run stateful" in text
+
+
+def test_ingest_and_predict_match_named_columns_by_name(tmp_path):
+    """A CSV-like batch with its columns reordered is stored as the deployment's column
+    order; an unknown column is refused by name and nothing is stored."""
+    import pandas as pd
+
+    from lifelong import deploy
+    from lifelong.deploy.errors import DeployError
+
+    d = tmp_path / "dep"
+    deploy.create(d, model="mlp(hidden=(8,))", strategy="naive")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 4)).astype(np.float32)
+    y = np.arange(12) % 3
+    cols = ["a", "b", "c", "d"]
+    deploy.ingest(d, x, y, columns=cols)
+    flipped = pd.DataFrame(x[:, ::-1], columns=cols[::-1])
+    deploy.ingest(d, flipped.to_numpy(), y, columns=list(flipped.columns))
+    with pytest.raises(DeployError, match="'e'"):
+        deploy.ingest(d, x, y, columns=["a", "b", "c", "e"])
+    from lifelong.deploy import store
+    from lifelong.deploy.deployment import Deployment
+
+    with Deployment(d) as dep, dep.engine.connect() as conn:
+        rows = conn.execute(store.samples.select().order_by(store.samples.c.id)).all()
+    assert len(rows) == 24
+    first = [np.frombuffer(r.x, np.float32) for r in rows[:12]]
+    second = [np.frombuffer(r.x, np.float32) for r in rows[12:]]
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    deploy.update(d, force=True)
+    a = deploy.predict(d, x, columns=cols, record=False).classes
+    b = deploy.predict(d, flipped.to_numpy(), columns=list(flipped.columns), record=False).classes
+    assert np.array_equal(a, b)

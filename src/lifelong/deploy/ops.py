@@ -106,6 +106,8 @@ def create(
         "gate": gate_config,
         "policy": policy_config,
         "input_shape": None if learner is None else list(learner.input_shape or ()),
+        # named columns are matched to these by name (`data.columns.align_columns`)
+        "feature_names": None if learner is None else learner.feature_names,
         "created_at": now,
     }
     with Deployment(d, store.open_engine(url)) as dep:
@@ -195,10 +197,13 @@ def ingest(
     with Deployment(path) as dep:
         with dep.engine.connect() as conn:
             shape = store.get_setting(conn, "input_shape")
-        batch = check_batch(x, y, subject, task, shape=shape, columns=columns)
+            names = store.get_setting(conn, "feature_names")
+        batch = check_batch(x, y, subject, task, shape=shape, columns=columns, expected=names)
         with store.transaction(dep.engine) as conn:
             if shape is None:
                 store.put_setting(conn, "input_shape", list(batch.x.shape[1:]))
+            if names is None and columns:
+                store.put_setting(conn, "feature_names", list(columns))
             ids = insert_samples(conn, sample_rows(conn, batch, now))
             labelled = sum(v is not None for v in batch.y)
             dep.log(conn, "ingest", at=now, rows=len(ids), labelled=labelled, first_id=ids[0])

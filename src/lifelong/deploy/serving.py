@@ -78,7 +78,8 @@ def predict(
             if version is None:
                 raise DeployError("no production version yet: ingest labelled data and update")
             learner = dep.load_learner(conn, version)
-        xs = check_features(x, learner.input_shape, columns, learner.feature_names)
+            names = learner.feature_names or store.get_setting(conn, "feature_names")
+        xs = check_features(x, learner.input_shape, columns, names)
         classes = learner.predict(xs, task=task).numpy()
         ids: list[int] = []
         if record:
