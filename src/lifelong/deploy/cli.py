@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     i.add_argument("--data", required=True, help=".csv (with a header) or .npz (x, y, subject, t)")
     i.add_argument("--target", default=None, help="label column (CSV); no labels without it")
     i.add_argument("--subject-column", default=None, help="subject id column (CSV)")
+    i.add_argument("--user", default=None, help="a user's upload: stored, personalises their head")
     pr = sub.add_parser("predict", help="predict with the production version")
     pr.add_argument("dir")
     pr.add_argument("--data", required=True, help=".csv (numeric columns) or .npz (array x)")
@@ -53,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pr.add_argument("--target", default=None, help="a label column to leave out (CSV)")
     pr.add_argument("--subject-column", default=None, help="subject id column (CSV), recorded")
     pr.add_argument("--no-record", action="store_true", help="do not store inputs and predictions")
+    pr.add_argument("--user", default=None, help="predict with this user's head (not recorded)")
     lb = sub.add_parser("label", help="labels for samples stored earlier (ids from predict/ingest)")
     lb.add_argument("dir")
     lb.add_argument("--data", required=True, help=".csv with an id column and a label column")
@@ -72,7 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     st.add_argument("--json", action="store_true", help="print the whole status as JSON")
     f = sub.add_parser("forget", help="delete a subject's samples (bytes included) and log it")
     f.add_argument("dir")
-    f.add_argument("--subject", required=True)
+    f.add_argument("--subject", default=None)
+    f.add_argument("--user", default=None, help="a user: their samples and their head")
     f.add_argument(
         "--retrain", action="store_true",
         help="also rebuild production without the subject (replays later updates)",
@@ -182,12 +185,23 @@ def main(args: argparse.Namespace) -> int:
         )  # fmt: skip
     elif a == "ingest":
         x, y, subject, task, cols = read_batch(args.data, args.target, args.subject_column)
-        out = deploy.ingest(d, x, y, subject, task=task, columns=cols)
+        if args.user is not None:
+            from lifelong.deploy.users import learn_user
+
+            out = learn_user(d, args.user, x, y, columns=cols)
+        else:
+            out = deploy.ingest(d, x, y, subject, task=task, columns=cols)
     elif a == "predict":
         x, _, subject, task, cols = read_batch(args.data, args.target, args.subject_column)
-        pred = deploy.predict(
-            d, x, subject=subject, task=task, columns=cols, record=not args.no_record
-        )
+        if args.user is not None:
+            from lifelong.deploy.serving import Prediction
+            from lifelong.deploy.users import predict_user
+
+            pred = Prediction(*predict_user(d, args.user, x, columns=cols))
+        else:
+            pred = deploy.predict(
+                d, x, subject=subject, task=task, columns=cols, record=not args.no_record
+            )
         ids: list[Any] = list(pred.ids) or [""] * len(pred.classes)
         f = sys.stdout if args.out is None else open(args.out, "w", newline="")
         with f if args.out is not None else contextlib.nullcontext(f):
@@ -210,6 +224,12 @@ def main(args: argparse.Namespace) -> int:
         s = deploy.status(d)
         print(json.dumps(s, indent=2)) if args.json else _print_status(s)
         return 0
+    elif args.user is not None:
+        from lifelong.deploy.users import forget_user
+
+        out = forget_user(d, args.user)
+    elif args.subject is None:
+        raise SystemExit("lifelong deploy forget: give --subject ID or --user ID")
     else:
         out = deploy.forget(d, args.subject, retrain=args.retrain)
     print(json.dumps(out))

@@ -180,9 +180,11 @@ def _ewc(w: Tensor, b: Tensor, pen: Penalties) -> Tensor | None:
 
 
 def _rows(t: Tensor, idx: Tensor) -> Tensor:
-    """`t [B, N, ...]` at per-user row indices `idx [B, m]`."""
-    shape = (*idx.shape, *t.shape[2:])
-    return t.gather(1, idx.view(*idx.shape, *([1] * (t.dim() - 2))).expand(shape))
+    """`t [B, N, ...]` at per-user row indices `idx [B, m]` (one `index_select` of the
+    flattened rows: no `[B, m, dim]` index tensor, as `gather` would need)."""
+    b, n = int(t.shape[0]), int(t.shape[1])
+    flat = (idx + torch.arange(b)[:, None] * n).flatten()
+    return t.reshape(b * n, *t.shape[2:]).index_select(0, flat).view(*idx.shape, *t.shape[2:])
 
 
 def fit_heads(

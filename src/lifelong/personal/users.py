@@ -198,7 +198,8 @@ class PersonalHeads:
             for i, s in enumerate(states):
                 if s.rule.ewc_lambda:
                     old = s.fisher or (torch.zeros_like(fw[i]), torch.zeros_like(fb[i]))
-                    s.fisher, s.anchor = (old[0] + fw[i], old[1] + fb[i]), (w[i], b[i])
+                    s.fisher = (old[0] + fw[i], old[1] + fb[i])
+                    s.anchor = (w[i].clone(), b[i].clone())  # not views of the batch
         for uid, s in zip(uids, states, strict=True):
             x, y = rows[uid]
             if s.memory is not None:
@@ -232,10 +233,13 @@ class PersonalHeads:
         x = real_tensor(x, "features").float()
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"features must be [n, {self.dim}], got {tuple(x.shape)}")
-        ids = [users] * int(x.shape[0]) if isinstance(users, str) else list(users)
+        # the shared head's slot exists only with shared=True
+        if isinstance(users, str):
+            return x, self.bank.index([users]).expand(int(x.shape[0]))
+        ids = list(users)
         if len(ids) != x.shape[0]:
             raise ValueError(f"need one user per row ({x.shape[0]}), got {len(ids)}")
-        return x, self.bank.index(ids)  # the shared head's slot exists only with shared=True
+        return x, self.bank.index(ids)
 
     @torch.no_grad()
     def logits(self, x: Any, users: str | list[str]) -> Tensor:

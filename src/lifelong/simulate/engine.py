@@ -24,15 +24,25 @@ import numpy as np
 from lifelong.simulate.streams import ProductionStream
 
 
-def default_policies(seconds_per_batch: float) -> dict[str, dict[str, Any]]:
-    """The four stages as the simulator runs them by default (times in batches)."""
+def default_policies(seconds_per_batch: float, batch_size: int = 100) -> dict[str, dict[str, Any]]:
+    """The four stages as the simulator runs them by default (times in batches):
+    scheduled retrains every 10 batches, stateful fine-tunes after every batch, triggered
+    updates on a drift or accuracy alarm (2 batches' cooldown) or after 10 batches' labels."""
     b = float(seconds_per_batch)
     return {
         "manual": {"name": "manual"},
         "scheduled": {"name": "scheduled", "every_s": 10 * b},
         "stateful": {"name": "stateful", "every_s": b},
-        "triggered": {"name": "triggered", "cooldown_s": 2 * b, "drift_alpha": 0.01},
+        "triggered": {
+            "name": "triggered",
+            "cooldown_s": 2 * b,
+            "drift_alpha": 0.01,
+            "max_labelled": 10 * batch_size,
+        },  # fmt: skip
     }
+
+
+_ALARMS = ("drift", "accuracy", "volume", "staleness")
 
 
 def _alarms(scores: dict[str, float]) -> list[str]:
@@ -120,7 +130,9 @@ def summarize(
         "train_seconds": round(train_s, 3),
         "samples_retained": int(status.get("samples", 0)),
         "memory_rows": int((status.get("memory") or {}).get("rows", 0)),
+        "checks": len(ticks),
         "alarm_ticks": sum(1 for t in ticks if t["alarms"]),
+        "alarms": {a: sum(a in t["alarms"] for t in ticks) for a in _ALARMS},
         "warmup": warmup,
         "ticks": ticks,
     }

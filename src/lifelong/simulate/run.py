@@ -18,10 +18,12 @@ RESULT_FILE = "simulation.json"
 DEFAULT_TRAIN = {"epochs": 5, "lr": 0.05, "momentum": 0.9}
 
 
-def _policies(policies: Any, seconds_per_batch: float) -> dict[str, dict[str, Any]]:
+def _policies(
+    policies: Any, seconds_per_batch: float, batch_size: int
+) -> dict[str, dict[str, Any]]:
     from lifelong.deploy.policies import check_policy
 
-    defaults = default_policies(seconds_per_batch)
+    defaults = default_policies(seconds_per_batch, batch_size)
     if policies is None:
         policies = list(defaults)
     if isinstance(policies, dict):
@@ -65,7 +67,7 @@ def simulate(
         )
     if batch_size < 1 or label_delay < 0:
         raise ValueError(f"batch_size={batch_size} must be >= 1, label_delay={label_delay} >= 0")
-    configs = _policies(policies, seconds_per_batch)
+    configs = _policies(policies, seconds_per_batch, batch_size)
     folder = Path(out)
     deployments = folder / "deployments"
     if deployments.exists():
