@@ -1,4 +1,4 @@
-"""Seed-0 accuracy matrices of every strategy x scenario of `catalogue.py`, compared with a
+"""Seed-0 accuracy matrices of every strategy x scenario of `strategy_catalogue.py`, compared with a
 recorded file: the check that a refactoring changed no result.
 
     python benchmarks/bit_identity.py --record results/redesign/before-seed0.json  # before

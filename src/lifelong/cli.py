@@ -98,10 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     deploy_cli.add_arguments(sub.add_parser("deploy", help="keep a deployed model learning"))
     from lifelong import serve  # standard library only at import
 
-    serve.add_arguments(sub.add_parser("serve", help="serve a deployment over HTTP (keys, updates)"))
+    serve.add_arguments(
+        sub.add_parser("serve", help="serve a deployment over HTTP (keys, updates)")
+    )
     from lifelong.simulate import command as simulate  # standard library only at import
 
-    simulate.add_arguments(sub.add_parser("simulate", help="replay a stream through each update policy"))
+    simulate.add_arguments(
+        sub.add_parser("simulate", help="replay a stream through each update policy")
+    )
     from lifelong.advise import command as advise  # standard library only at import
 
     adv = sub.add_parser("advise", help="shortlist methods for your constraints; --verify runs it")

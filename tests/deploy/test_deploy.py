@@ -192,7 +192,7 @@ def test_the_command_line(tmp_path: Path, run_dir: Path, data, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join([*lines[:3], lines[3].replace(lines[3].split(",")[5], "x?", 1)]))
     assert main(["deploy", "ingest", str(dep), "--data", str(bad), "--target", "label"]) == 2
-    assert "row 0, column 'who': value 'u0' is not a number" in capsys.readouterr().err
+    assert "1 unknown: 'who'" in capsys.readouterr().err
     assert main([*args[:4], str(bad), "--target", "label", "--subject-column", "who"]) == 2
     assert "row 2, column 'f5': value 'x?' is not a number" in capsys.readouterr().err
     assert main(["deploy", "update", str(dep)]) == 0  # the daily schedule is not due yet

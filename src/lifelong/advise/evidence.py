@@ -1,6 +1,6 @@
 """The measured figures `lifelong advise` cites: one compact summary per scenario.
 
-`benchmarks/catalogue.py` writes `lifelong/advise/evidence/<scenario>.json` from its
+`benchmarks/strategy_catalogue.py` writes `lifelong/advise/evidence/<scenario>.json` from its
 `benchmarks/results/<scenario>/results.json` with `summarize`; the advisor reads the
 shipped files with `load` (importlib.resources). Nothing here is typed in by hand.
 Standard library only."""

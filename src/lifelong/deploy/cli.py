@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     c.add_argument(
         "--gate", action="append", default=[], metavar="KEY=VALUE",
-        help="gate threshold: max_drop, max_forgetting_drop (0.01), holdout_fraction (0.2)",
+        help="gate threshold: max_drop, max_forgetting_drop (0.01), holdout_fraction (0.2), "
+        "waive_forgetting_on_change (1: on after a concept drift; 0: off)",
     )  # fmt: skip
     i = sub.add_parser("ingest", help="store a batch of samples (checked whole first)")
     i.add_argument("dir")

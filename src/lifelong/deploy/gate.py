@@ -7,6 +7,12 @@ window's) and on the holdouts of earlier windows (the forgetting check): the can
 passes when it is no worse than production by more than `max_drop` on the first and
 `max_forgetting_drop` on the second (1 point each by default). A candidate with no
 production to compare with (the first version) passes; a check with no samples is skipped.
+
+After a detected concept change (the update's `change`: production's accuracy on the
+labelled feedback declined while its inputs did not drift, see `triggers.concept_change`),
+the earlier holdouts are labelled by the old concept, where doing worse is the point: with
+`waive_forgetting_on_change` (on by default; 0 switches it off) the forgetting check is
+waived and the verdict says so. The newest-holdout check always applies.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ GATE_DEFAULTS: dict[str, float] = {
     "holdout_fraction": 0.2,
     "max_drop": 0.01,
     "max_forgetting_drop": 0.01,
+    "waive_forgetting_on_change": 1.0,  # 1: on, 0: off (true/false accepted)
 }
+_SWITCHES = ("waive_forgetting_on_change",)
 
 
 def check_gate(config: dict[str, Any] | None) -> dict[str, float]:
@@ -32,6 +40,11 @@ def check_gate(config: dict[str, Any] | None) -> dict[str, float]:
     for key, value in (config or {}).items():
         if key not in out:
             raise DeployError(f"unknown gate setting {key!r}; expected one of {', '.join(out)}")
+        if key in _SWITCHES:
+            if value not in (0, 1):  # True and False compare equal to 1 and 0
+                raise DeployError(f"gate {key}={value!r}: must be true/false (1/0)")
+            out[key] = float(value)
+            continue
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         ok = ok and math.isfinite(value) and value >= 0
         if key == "holdout_fraction":
@@ -62,9 +75,12 @@ def judge(
     thresholds: dict[str, float],
     candidate: dict[str, float | None],
     production: dict[str, float | None] | None,
+    *,
+    change: str = "",
 ) -> tuple[str, dict[str, Any]]:
     """The verdict ("promoted" | "rejected") and its figures, from the accuracies of the
-    candidate and of production on the holdouts (`{"new": ..., "earlier": ...}`)."""
+    candidate and of production on the holdouts (`{"new": ..., "earlier": ...}`);
+    `change`: the concept change detected before the update ("" none)."""
     figures: dict[str, Any] = {
         "holdout_accuracy": candidate["new"],
         "earlier_holdout_accuracy": candidate["earlier"],
@@ -78,17 +94,21 @@ def judge(
         production_accuracy=production["new"],
         production_earlier_accuracy=production["earlier"],
     )
-    failed = []
+    failed, keys = [], ["new", "earlier"]
+    if change and thresholds.get("waive_forgetting_on_change"):
+        keys = ["new"]
+        figures["forgetting_check"] = f"waived: concept drift detected ({change})"
     for key, limit in (("new", "max_drop"), ("earlier", "max_forgetting_drop")):
+        if key not in keys:
+            continue
         c, p = candidate[key], production[key]
         if c is not None and p is not None and c < p - thresholds[limit]:
             what = "newest holdout" if key == "new" else "earlier holdouts"
             failed.append(f"{what}: {c:.4f} < production {p:.4f} - {limit}={thresholds[limit]:g}")
-    checked = [
-        k for k in ("new", "earlier") if candidate[k] is not None and production[k] is not None
-    ]
+    checked = [k for k in keys if candidate[k] is not None and production[k] is not None]
     figures["checked"] = checked
+    waived = "; forgetting check waived: concept drift detected" if keys == ["new"] else ""
     if failed:
-        return "rejected", {**figures, "verdict_reason": "; ".join(failed)}
+        return "rejected", {**figures, "verdict_reason": "; ".join(failed) + waived}
     why = "passed " + (" and ".join(checked) if checked else "(no holdout to check: passes)")
-    return "promoted", {**figures, "verdict_reason": why}
+    return "promoted", {**figures, "verdict_reason": why + waived}

@@ -14,6 +14,11 @@ from its database and decides the same.
 | 3 | `stateful` | every `every_s` seconds or `every_labelled` labelled samples | stateful |
 | 4 | `triggered` | when a trigger fires (drift, accuracy, volume, staleness) and the cooldown has passed | stateful |
 
+When the accuracy trigger fires, a `triggered` update learns only the labelled rows after
+the estimated change point (`Decision.since`; it waits for `min_after_change` of them)
+and, when the inputs did not drift (a change of P(y | x)), the decision carries the
+change (`Decision.change`) so the gate can waive its forgetting check.
+
 Every policy trains the first version (mode `scratch`) once `min_labelled` labelled
 samples are there, except `manual`, which waits to be asked. A config is a dict
 (`{"name": "triggered", "cooldown_s": 600}`) or a spec string (`"triggered(cooldown_s=600)"`).
@@ -45,6 +50,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "delta": 0.002,
         "ph_threshold": 25.0,
         "margin": 0.05,
+        "min_after_change": 50,
         "max_labelled": None,
         "max_age_s": None,
         "seed": 0,
@@ -64,6 +70,7 @@ class Observation:
     recent_correct: np.ndarray  # bool: production right on each labelled sample since
     baseline_accuracy: float | None = None  # production's holdout accuracy when trained
     last_attempt_at: float | None = None  # when the last update ran (its candidate may be rejected)
+    recent_lseq: np.ndarray | None = None  # label sequence numbers of `recent_correct`'s rows
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class Decision:
     mode: str  # "scratch" | "stateful"
     reason: str
     scores: dict[str, float] = field(default_factory=dict)
+    since: int = 0  # rows of the labelled record before a detected change: not learned
+    change: str = ""  # the detected concept change ("" none): the gate may waive forgetting
 
 
 def policy_defaults(name: str) -> dict[str, Any]:
@@ -112,7 +121,8 @@ def _check_value(name: str, key: str, value: Any) -> Any:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError(f"policy seed={value!r}: must be an integer")
         return value
-    integer = key in {"every_labelled", "min_labelled", "max_labelled", "drift_min_recent"}
+    integer = key in {"every_labelled", "min_labelled", "max_labelled", "drift_min_recent",
+                      "min_after_change"}  # fmt: skip
     return _positive(key, value, integer=integer, zero=key == "cooldown_s")
 
 
@@ -255,7 +265,19 @@ class Triggered(Policy):
         if _age(obs) < cooldown:
             why = f"{', '.join(fired)} fired, but in cooldown ({_age(obs):.0f}s < {cooldown:g}s)"
             return Decision(False, "stateful", why, scores)
-        return Decision(True, "stateful", f"fired: {', '.join(fired)}", scores)
+        change = triggers.concept_change(obs, self.config) if "accuracy" in fired else None
+        if change is None:
+            return Decision(True, "stateful", f"fired: {', '.join(fired)}", scores)
+        after, need = obs.labelled_since - change.at, self.config["min_after_change"]
+        if after < need and fired == ["accuracy"]:
+            why = (
+                f"accuracy fired; {after} labelled rows after the change (min_after_change={need})"
+            )
+            return Decision(False, "stateful", why, scores)
+        since = change.at if after >= need else 0
+        why = f"fired: {', '.join(fired)}; learns the {obs.labelled_since - since} rows after the change"
+        real = change.detail if change.real else ""
+        return Decision(True, "stateful", why, scores, since=since, change=real)
 
 
 _CLASSES: dict[str, type[Policy]] = {c.name: c for c in (Manual, Scheduled, Stateful, Triggered)}

@@ -82,6 +82,7 @@ def observe(
         if prod is None
         else (prod.get("metrics") or {}).get("holdout_accuracy"),
         last_attempt_at=conn.execute(select(func.max(store.versions.c.created_at))).scalar(),
+        recent_lseq=np.asarray(since.lseq, np.int64),
     )
 
 
@@ -115,8 +116,26 @@ def update(path: PathArg, *, force: bool = False, now: float | None = None) -> d
         if not d.run:
             return decision
         stateful = d.mode == "stateful" and learner is not None
-        out = train_version(dep, settings, prod, learner if stateful else None, now)
+        change = d.change or _change(policy, obs)
+        after = int(obs.recent_lseq[d.since - 1]) if stateful and d.since > 0 else None
+        out = train_version(dep, settings, prod, learner if stateful else None, now,
+                            after=after, change=change)  # fmt: skip
     return {**decision, **out}
+
+
+def _change(policy: Any, obs: Any) -> str:
+    """The real concept change (accuracy declined, inputs did not drift) production's
+    record shows, seen with the triggers of `policy` (the `triggered` defaults for a policy
+    without them): the same evidence lets the gate waive its forgetting check whatever
+    the policy."""
+    from lifelong.deploy import triggers
+    from lifelong.deploy.policies import policy_defaults
+
+    if obs.last_update_at is None:
+        return ""
+    config = policy.config if "detector" in policy.config else policy_defaults("triggered")
+    change = triggers.concept_change(obs, config)
+    return change.detail if change is not None and change.real else ""
 
 
 @dataclass
@@ -134,18 +153,22 @@ class Candidate:
     sample_to: int
     memory_ids: list[int] = field(default_factory=list)
     record_holdout: bool = True  # `new` is this update's own holdout, to be recorded
+    change: str = ""  # the concept change detected before it ("": none)
 
 
 def train_version(
     dep: Deployment, settings: dict[str, Any], prod: dict[str, Any] | None, learner: Any,
-    now: float,
+    now: float, *, after: int | None = None, change: str = "",
 ) -> dict[str, Any]:  # fmt: skip
     """Train a candidate and write it: `learner` (production's, memory attached)
-    fine-tuned on the new window, or (`learner` None) a fresh learner trained on the
-    retained labelled data; this window's newest part is held out. Then the gate."""
+    fine-tuned on the new window (the labels after lseq `after` when a change was
+    detected there), or (`learner` None) a fresh learner trained on the retained labelled
+    data; this window's newest part is held out. Then the gate (`change`: the detected
+    concept change, which may waive the forgetting check)."""
     th = gate.check_gate(settings.get("gate"))
     with dep.engine.connect() as conn:
-        window = data.window(conn, 0 if prod is None else int(prod["window_to"]))
+        start = 0 if prod is None else int(prod["window_to"])
+        window = data.window(conn, max(start, after or 0))
         train, hold = gate.split(window, th["holdout_fraction"])
         earlier = data.holdout(conn)
         held = set(hold.ids)
@@ -167,7 +190,7 @@ def train_version(
     kind = "stateful" if learner is not None else "initial" if prod is None else "full"
     cand = Candidate(
         model, kind, None if learner is None else prod["id"], fit, hold, earlier,  # type: ignore[index]
-        time.perf_counter() - t0, (min(lseqs), max(lseqs)), sample_to, mem,
+        time.perf_counter() - t0, (min(lseqs), max(lseqs)), sample_to, mem, change=change,
     )  # fmt: skip
     out = write_version(dep, th, prod, cand, before, now)
     consumed = 0
@@ -178,7 +201,7 @@ def train_version(
 
 def write_version(
     dep: Deployment,
-    th: dict[str, float],
+    th: dict[str, Any],
     prod: dict[str, Any] | None,
     cand: Candidate,
     before: dict[str, Any] | None,
@@ -194,7 +217,8 @@ def write_version(
     rows, layout = memory.match(cand.learner, candidates)
     with memory.stripped(cand.learner, layout):
         cand.learner.save(dep.version_dir(vid))
-    verdict, figures = gate.judge(th, _accuracies(cand.learner, cand.new, cand.earlier), before)
+    accuracies = _accuracies(cand.learner, cand.new, cand.earlier)
+    verdict, figures = gate.judge(th, accuracies, before, change=cand.change)
     held = sum(b.size_ for _, b in memory.buffers(cand.learner))
     metrics = {"train_seconds": round(cand.seconds, 4), "holdout": len(cand.new),
                "earlier_holdout": len(cand.earlier), **figures, "memory_rows": len(rows),

@@ -18,6 +18,16 @@ error rate, or, when the observation carries production's holdout accuracy from 
 was trained, on a steady shortfall: the feedback's accuracy below that baseline minus
 `margin` beyond Hoeffding's bound (a change detector does not fire again on a model that
 is steadily bad). Its score is the number of such alarms, its threshold 1.
+
+**Where the change was** (`concept_change`): when the accuracy trigger fires on a rise
+of the error rate, the change point is estimated on the record up to the last alarm as
+the split that maximises the standardised rise of the error rate after it over before it
+(the maximum-likelihood single mean shift, a CUSUM estimate); a steady shortfall with no
+alarm puts it at the start of the record. A `triggered` update learns only the rows after
+it. When, in addition, the input drift test does *not* fire, the change is one of P(y | x)
+(a real concept drift: the same inputs now take other labels), so the earlier holdouts'
+labels are outdated and the gate may waive its forgetting check; a decline that comes
+with new inputs (new classes, a new domain) keeps the check.
 """
 
 from __future__ import annotations
@@ -154,6 +164,54 @@ def accuracy_decline(
         detail += f"; below production's {baseline:.3f} - {margin:g}"
     score = float(len(alarms) + low)
     return TriggerResult("accuracy", score, 1.0, score >= 1, detail)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A detected change: `at` rows of the labelled record came before it; `real`: the
+    inputs did not drift (a change of P(y | x), whose old labels are outdated)."""
+
+    at: int
+    detail: str
+    real: bool
+
+
+def change_point(errors: np.ndarray) -> int:
+    """The split `k` (1 <= k < n) of an error indicator record where the error rate
+    rises most, in standard units: argmax of sqrt(k (n - k) / n) (mean after - mean before)."""
+    e = np.asarray(errors, dtype=np.float64)
+    n = len(e)
+    if n < 2:
+        return 0
+    c, k = np.cumsum(e), np.arange(1, n)
+    rise = (c[-1] - c[:-1]) / (n - k) - c[:-1] / k
+    return int(k[np.argmax(np.sqrt(k * (n - k) / n) * rise)])
+
+
+def concept_change(obs: Any, config: dict[str, Any]) -> Change | None:
+    """The concept change the accuracy trigger of `config` sees in `obs.recent_correct`
+    (None when it does not fire, or when its detector is "none")."""
+    detector = config.get("detector", "none")
+    if detector == "none":
+        return None
+    correct = np.asarray(obs.recent_correct, dtype=bool)
+    result = accuracy_decline(
+        correct, detector, config.get("delta", 0.002), config.get("ph_threshold", 25.0),
+        baseline=getattr(obs, "baseline_accuracy", None), margin=config.get("margin", 0.05),
+    )  # fmt: skip
+    if not result.fired:
+        return None
+    alarms = decline_alarms(correct, detector, config.get("delta", 0.002),
+                            config.get("ph_threshold", 25.0))  # fmt: skip
+    at = change_point(~correct[: alarms[-1] + 1]) if alarms else 0
+    where = f"after {at} of {len(correct)} labelled rows" if at else "before the record"
+    inputs = input_drift(
+        obs.reference_x, obs.recent_x, config.get("drift_alpha") or 0.01,
+        min_recent=config.get("drift_min_recent", 100), seed=config.get("seed", 0),
+    )  # fmt: skip
+    kind = "inputs drifted too" if inputs.fired else "inputs did not drift"
+    detail = f"accuracy decline ({result.detail}); change {where}; {kind} ({inputs.detail})"
+    return Change(at, detail, not inputs.fired)
 
 
 def data_volume(labelled_since: int, max_labelled: int) -> TriggerResult:

@@ -8,7 +8,7 @@ worker process (2 workers x 1 torch thread). Writes `benchmarks/results/<scenari
 evidence `lifelong advise` ships, `src/lifelong/advise/evidence/<scenario>.json`
 (`write_evidence`, also callable alone: it only reads the results.json files).
 
-    python benchmarks/catalogue.py [--seeds 0,1,2] [--workers 2] [--only class,task,domain]
+    python benchmarks/strategy_catalogue.py [--seeds 0,1,2] [--workers 2] [--only class,task,domain]
                                    [--strategies ewc,si]   # rerun some, keep the other rows
 """
 
@@ -104,7 +104,7 @@ def main() -> None:
     lines = [
         "# Strategy catalogue on the reference protocol",
         "",
-        f"Produced by `python benchmarks/catalogue.py` on {time.strftime('%Y-%m-%d')}, "
+        f"Produced by `python benchmarks/strategy_catalogue.py` on {time.strftime('%Y-%m-%d')}, "
         f"{platform.machine()} CPU, {args.workers} workers x 1 torch thread, torch {torch.__version__}.",
         "MLP 784-400-400-10, SGD lr 0.01 momentum 0.9, batch 32, 2 epochs per experience, "
         f"seeds {args.seeds}, default hyper-parameters; mean ± std over seeds. "
