@@ -14,10 +14,12 @@ from its database and decides the same.
 | 3 | `stateful` | every `every_s` seconds or `every_labelled` labelled samples | stateful |
 | 4 | `triggered` | when a trigger fires (drift, accuracy, volume, staleness) and the cooldown has passed | stateful |
 
-When the accuracy trigger fires, a `triggered` update learns only the labelled rows after
+When the accuracy trigger fires and the inputs did not drift (a change of P(y | x): the
+old rows' labels are outdated), a `triggered` update learns only the labelled rows after
 the estimated change point (`Decision.since`; it waits for `min_after_change` of them)
-and, when the inputs did not drift (a change of P(y | x)), the decision carries the
-change (`Decision.change`) so the gate can waive its forgetting check.
+and the decision carries the change (`Decision.change`) so the gate can waive its
+forgetting check. With new inputs (a new domain, new classes) the old rows' labels still
+hold: it learns them all and the forgetting check stays.
 
 Every policy trains the first version (mode `scratch`) once `min_labelled` labelled
 samples are there, except `manual`, which waits to be asked. A config is a dict
@@ -266,18 +268,15 @@ class Triggered(Policy):
             why = f"{', '.join(fired)} fired, but in cooldown ({_age(obs):.0f}s < {cooldown:g}s)"
             return Decision(False, "stateful", why, scores)
         change = triggers.concept_change(obs, self.config) if "accuracy" in fired else None
-        if change is None:
+        if change is None or not change.real:  # new inputs: the old rows' labels still hold
             return Decision(True, "stateful", f"fired: {', '.join(fired)}", scores)
         after, need = obs.labelled_since - change.at, self.config["min_after_change"]
         if after < need and fired == ["accuracy"]:
-            why = (
-                f"accuracy fired; {after} labelled rows after the change (min_after_change={need})"
-            )
-            return Decision(False, "stateful", why, scores)
+            why = f"accuracy fired; {after} labelled rows after the change"
+            return Decision(False, "stateful", f"{why} (min_after_change={need})", scores)
         since = change.at if after >= need else 0
-        why = f"fired: {', '.join(fired)}; learns the {obs.labelled_since - since} rows after the change"
-        real = change.detail if change.real else ""
-        return Decision(True, "stateful", why, scores, since=since, change=real)
+        why = f"fired: {', '.join(fired)}; learns the {obs.labelled_since - since} rows after"
+        return Decision(True, "stateful", f"{why} the change", scores, since, change.detail)
 
 
 _CLASSES: dict[str, type[Policy]] = {c.name: c for c in (Manual, Scheduled, Stateful, Triggered)}

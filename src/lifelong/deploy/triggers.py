@@ -23,11 +23,11 @@ is steadily bad). Its score is the number of such alarms, its threshold 1.
 of the error rate, the change point is estimated on the record up to the last alarm as
 the split that maximises the standardised rise of the error rate after it over before it
 (the maximum-likelihood single mean shift, a CUSUM estimate); a steady shortfall with no
-alarm puts it at the start of the record. A `triggered` update learns only the rows after
-it. When, in addition, the input drift test does *not* fire, the change is one of P(y | x)
-(a real concept drift: the same inputs now take other labels), so the earlier holdouts'
-labels are outdated and the gate may waive its forgetting check; a decline that comes
-with new inputs (new classes, a new domain) keeps the check.
+alarm puts it at the start of the record. When, in addition, the input drift test does
+*not* fire, the change is one of P(y | x) (a real concept drift: the same inputs now take
+other labels), so the labels before it are outdated: a `triggered` update learns only the
+rows after it, and the gate may waive its forgetting check. A decline that comes with new
+inputs (new classes, a new domain) keeps both the old rows and the check.
 """
 
 from __future__ import annotations
