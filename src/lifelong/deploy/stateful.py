@@ -13,6 +13,7 @@ killed in between) is removed by the next update. Only one update runs at a time
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,6 +200,15 @@ def train_version(
     return {**out, "deleted_after_use": consumed}
 
 
+def fault_point(name: str) -> None:
+    """Pause here when `LIFELONG_DEPLOY_PAUSE_AT=NAME:SECONDS` says so: the crash tests
+    use it to kill an update at one exact moment (e.g. between a version's folder and its
+    row) however fast the machine is. Does nothing otherwise."""
+    point, _, seconds = os.environ.get("LIFELONG_DEPLOY_PAUSE_AT", "").partition(":")
+    if point == name:
+        time.sleep(float(seconds or 1))
+
+
 def write_version(
     dep: Deployment,
     th: dict[str, Any],
@@ -217,6 +227,7 @@ def write_version(
     rows, layout = memory.match(cand.learner, candidates)
     with memory.stripped(cand.learner, layout):
         cand.learner.save(dep.version_dir(vid))
+    fault_point("version-folder-written")
     accuracies = _accuracies(cand.learner, cand.new, cand.earlier)
     verdict, figures = gate.judge(th, accuracies, before, change=cand.change)
     held = sum(b.size_ for _, b in memory.buffers(cand.learner))
