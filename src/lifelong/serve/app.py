@@ -85,7 +85,33 @@ def _key(request: Request) -> Key:
     return key
 
 
+def _predict_user(svc: Service, body: s.PredictIn, user: str) -> s.PredictOut:
+    """Rows by `user`'s personal head (production's for a user without one); recorded
+    with the user as subject (unless `subject` says otherwise), so `forget_user` covers them."""
+    from lifelong.deploy.users import predict_user
+
+    x = np.asarray(body.rows, dtype=np.float32)
+    classes, version = predict_user(svc.path, user, x)
+    ids = None
+    if body.record:
+        subject = body.subject if body.subject is not None else user
+        batch = check_batch(x, None, subject, None, shape=None)
+        with store.transaction(svc.dep.engine) as conn:
+            ids = deploy.record_predictions(
+                svc.dep, conn, batch.x, classes, version, batch.subject, None, time.time()
+            )
+        svc.updater.activity()
+    svc.metrics.rows.labels("predicted").inc(len(classes))
+    return s.PredictOut(
+        version=version, classes=[int(c) for c in classes], probabilities=None, ids=ids
+    )
+
+
 def _predict(svc: Service, body: s.PredictIn) -> s.PredictOut:
+    if body.user is not None:
+        if body.task is not None:
+            raise DeployError("'task' does not go with 'user' (personal heads have no tasks)")
+        return _predict_user(svc, body, body.user)
     served = svc.live.current
     if served is None:
         why = svc.live.error or "no production version yet: send labelled feedback and update"
@@ -125,7 +151,13 @@ def _predict(svc: Service, body: s.PredictIn) -> s.PredictOut:
 
 
 def _feedback(svc: Service, body: s.FeedbackIn) -> s.FeedbackOut:
-    if body.ids is not None:
+    if body.user is not None:
+        from lifelong.deploy.users import learn_user
+
+        details = learn_user(svc.path, body.user, np.asarray(body.rows, dtype=np.float32),
+                             np.asarray(body.labels))  # fmt: skip
+        n, form = int(details["ingested"]), "samples"
+    elif body.ids is not None:
         out = deploy.label(svc.path, body.ids, body.labels)
         details = out if isinstance(out, dict) else {"labelled": out}
         n, form = len(body.ids), "labels"
@@ -216,6 +248,21 @@ def routes(svc: Service) -> APIRouter:
         out = deploy.forget(svc.path, subject)
         svc.audit(_key(request), "forget", subject_hash=out["subject_hash"], deleted=out["deleted"])
         return s.ForgetOut(**{k: out[k] for k in ("subject_hash", "deleted", "versions_holding")})
+
+    @r.delete("/users/{user}", response_model=s.UserForgetOut, summary="forget a user (admin)")
+    def forget_a_user(user: str, request: Request) -> s.UserForgetOut:
+        from lifelong.deploy.users import forget_user
+        from lifelong.personal import check_user_id
+
+        try:
+            check_user_id(user)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        out = forget_user(svc.path, user)
+        svc.audit(_key(request), "forget_user", subject_hash=out["subject_hash"],
+                  deleted=out["deleted"], head_deleted=out["head_deleted"])  # fmt: skip
+        keep = ("subject_hash", "deleted", "versions_holding", "head_deleted")
+        return s.UserForgetOut(**{k: out[k] for k in keep})
 
     @r.get("/status", summary="versions, pending data, decisions, this process (scope predict)")
     def status() -> dict[str, Any]:

@@ -30,7 +30,7 @@ def needed_scope(method: str, path: str) -> str | None:
     """The scope a request needs; None for the open routes (health, metrics, schema)."""
     if (method, path) in SCOPE_OF:
         return SCOPE_OF[(method, path)]
-    if path.startswith("/v1/subjects/") and method == "DELETE":
+    if path.startswith(("/v1/subjects/", "/v1/users/")) and method == "DELETE":
         return "admin"
     return "predict" if path.startswith("/v1/") else None
 
@@ -39,6 +39,8 @@ def _route_of(path: str) -> str:
     """The route template of a request refused before routing (a bounded label set)."""
     if any(path == p for _, p in SCOPE_OF):
         return path
+    if path.startswith("/v1/users/"):
+        return "/v1/users/{user}"
     return "/v1/subjects/{subject:path}" if path.startswith("/v1/subjects/") else "unmatched"
 
 

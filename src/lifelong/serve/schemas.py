@@ -32,6 +32,7 @@ def clean_text(s: str) -> str:
 Subject = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(clean_text)]
 Subjects = Subject | Annotated[list[Subject | None], Field(max_length=MAX_ROWS)] | None
 Tasks = ClassId | Annotated[list[ClassId], Field(max_length=MAX_ROWS)] | None
+User = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")]
 
 
 class Strict(BaseModel):
@@ -43,6 +44,11 @@ class PredictIn(Strict):
     task: Tasks = Field(None, description="task id (one, or one per row), task scenario only")
     subject: Subjects = Field(None, description="subject id (one, or one per row)")
     record: bool = Field(True, description="store the inputs (for drift and late labels)")
+    user: User | None = Field(
+        None,
+        description="predict with this user's personal head (production's answer for a user "
+        "without one; no probabilities); models with a pretrained backbone only",
+    )
 
 
 class PredictOut(BaseModel):
@@ -57,7 +63,8 @@ class PredictOut(BaseModel):
 
 class FeedbackIn(Strict):
     """Either `ids` + `labels` (labels of earlier predictions) or `rows` + `labels` (new
-    labelled samples, with optional subject and task ids)."""
+    labelled samples, with optional subject and task ids, or a `user` whose personal head
+    they train at once)."""
 
     labels: Annotated[list[ClassId], Field(min_length=1, max_length=MAX_ROWS)]
     ids: (
@@ -66,6 +73,11 @@ class FeedbackIn(Strict):
     rows: Rows | None = None
     subject: Subjects = None
     task: Tasks = None
+    user: User | None = Field(
+        None,
+        description="new samples of this user (stored with the user as subject), which "
+        "personalise the user's head at once; models with a pretrained backbone only",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> FeedbackIn:
@@ -76,6 +88,10 @@ class FeedbackIn(Strict):
             raise ValueError(f"{n} ids/rows but {len(self.labels)} labels")
         if self.ids is not None and (self.subject is not None or self.task is not None):
             raise ValueError("'subject' and 'task' go with 'rows' (new samples), not 'ids'")
+        if self.user is not None and (
+            self.ids is not None or self.subject is not None or self.task is not None
+        ):
+            raise ValueError("'user' goes with 'rows' alone (the user is the samples' subject)")
         return self
 
 
@@ -112,6 +128,13 @@ class ForgetOut(BaseModel):
     subject_hash: str
     deleted: int
     versions_holding: list[str]
+
+
+class UserForgetOut(BaseModel):
+    subject_hash: str
+    deleted: int = Field(description="the user's samples deleted")
+    versions_holding: list[str]
+    head_deleted: bool = Field(description="whether the user had a personal head")
 
 
 class Problem(BaseModel):
