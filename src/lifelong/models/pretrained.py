@@ -58,6 +58,11 @@ class FrozenFeatures(nn.Module):
         self.register_load_state_dict_pre_hook(_fill_pristine)
         self.register_load_state_dict_post_hook(_refresh_pristine)
 
+    @property
+    def network(self) -> nn.Module:
+        """The pretrained network whose features are cached (frozen or not)."""
+        return self._net_ref[0]
+
     def frozen(self) -> bool:
         """Whether outputs are the pretrained features (so the cache may serve them): no
         prompt, every parameter frozen and as loaded, and the same layers (no adapters)."""
@@ -182,18 +187,23 @@ class TextEncoder(FrozenFeatures):
         return self(torch.from_numpy(encode_texts(list(texts))))
 
 
-class TextModel(nn.Module):
-    """A `TextEncoder` backbone and a linear head on its embeddings."""
+class PretrainedModel(nn.Module):
+    """A pretrained backbone (a `FrozenFeatures`) and a linear head on its features; the
+    backbone's network is frozen unless `freeze=False`."""
 
-    def __init__(self, encoder: TextEncoder, n_classes: int, freeze: bool = True) -> None:
+    def __init__(self, encoder: FrozenFeatures, n_classes: int, freeze: bool = True) -> None:
         super().__init__()
         self.backbone = encoder
         self.feature_size = encoder.feature_size
         self.head: nn.Module = nn.Linear(encoder.feature_size, n_classes)
-        encoder.transformer.requires_grad_(not freeze)
+        encoder.network.requires_grad_(not freeze)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))
+
+
+class TextModel(PretrainedModel):
+    """A `TextEncoder` backbone and a linear head on its embeddings."""
 
 
 def find_text_folder(source: str | Path) -> Path:
@@ -309,18 +319,8 @@ class ImageEncoder(FrozenFeatures):
         return self.net(x).flatten(1)
 
 
-class ImageModel(nn.Module):
+class ImageModel(PretrainedModel):
     """An `ImageEncoder` backbone and a linear head."""
-
-    def __init__(self, encoder: ImageEncoder, n_classes: int, freeze: bool = True) -> None:
-        super().__init__()
-        self.backbone = encoder
-        self.feature_size = encoder.feature_size
-        self.head: nn.Module = nn.Linear(encoder.feature_size, n_classes)
-        encoder.net.requires_grad_(not freeze)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))
 
 
 def build_image_model(
