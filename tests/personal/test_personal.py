@@ -224,11 +224,9 @@ def test_rule_specs_round_trip() -> None:
 
 
 def test_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import re
+    from test_readme import python_blocks  # tests/test_readme.py
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    body = readme.split("## Personalization\n", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```python\n(.*?)```", body, re.S)
+    (block,) = python_blocks("Personalization")
     monkeypatch.chdir(tmp_path)
     scope: dict[str, object] = {}
     exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - our own README

@@ -177,12 +177,9 @@ def test_compare_on_a_csv_with_a_text_column_runs_offline(tmp_path, headlines, m
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):
-    import re
-    from pathlib import Path
+    from test_readme import python_blocks  # tests/test_readme.py
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    body = readme.split("## Text and pretrained backbones\n", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```python\n(.*?)```", body, re.S)
+    (block,) = python_blocks("Text and pretrained backbones")
     monkeypatch.chdir(tmp_path)
     scope: dict[str, object] = {}
     exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - our own README
