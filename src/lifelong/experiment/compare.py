@@ -10,10 +10,13 @@ picks up where it stopped. After each run it calls the trackers' `log_run`.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -121,6 +124,28 @@ class SweepResult:
     results: Path
 
 
+@contextmanager
+def _ctrl_c_remembered(recorder: _Recorder) -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered, so that one Python
+    swallowed (raised inside a weakref callback or a `__del__`, where it is only printed)
+    still stops the sweep at the recorder's next call. Main thread only, and only while
+    Python's default handler is in place."""
+    default = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if threading.current_thread() is not threading.main_thread() or not default:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        recorder.interrupted = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _Recorder:
     """Listener of `run_sweep`: saves each row, rewrites results.json, logs to trackers."""
 
@@ -135,8 +160,14 @@ class _Recorder:
         self.store, self.keys, self.header = store, keys, header
         self.trackers, self.progress = trackers, progress
         self.rows: dict[str, dict[str, Any]] = {}
+        self.interrupted = False  # Ctrl-C came (`_ctrl_c_remembered`)
+
+    def _stop_if_interrupted(self) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     def started(self, task: Task) -> None:
+        self._stop_if_interrupted()
         self.progress.started(task)
 
     def finished(self, task: Task, row: dict[str, Any]) -> None:
@@ -149,8 +180,10 @@ class _Recorder:
             except Exception as e:  # noqa: BLE001 - a tracker outage must not stop the sweep
                 print(f"warning: tracker {tracker!r} failed: {e}", file=sys.stderr)
         self.progress.finished(task, row)
+        self._stop_if_interrupted()
 
     def tick(self) -> None:
+        self._stop_if_interrupted()
         self.progress.tick()
 
     def ordered(self) -> tuple[list[dict[str, Any]], list[str]]:
@@ -231,7 +264,9 @@ def run_sweep(
     for t in tasks:
         store.prepare(t.key, t.config)
     try:
-        executor.run(tasks, recorder)
+        with _ctrl_c_remembered(recorder):
+            executor.run(tasks, recorder)
+        recorder._stop_if_interrupted()
     except KeyboardInterrupt:
         progress.close()
         raise Interrupted(
