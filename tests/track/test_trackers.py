@@ -289,3 +289,38 @@ def test_wandb_offline_run_reads_back(results: dict[str, Any], tmp_path: Path) -
     assert saved["accuracy_matrix"] == R
     assert (run_folder / "files" / "run_files" / "model.json").exists()
     assert records[-1].WhichOneof("record_type") == "exit" and records[-1].exit.exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["tensorboard", "wandb", "neptune"])
+def test_local_trackers_log_each_run_once(
+    name: str, results: dict[str, Any], tmp_path: Path
+) -> None:
+    """`log_results` twice, from two tracker objects, writes one run per row; a new attempt
+    of a run (another row: new timings) is a run of its own."""
+    require({"tensorboard": "tensorboard", "wandb": "wandb", "neptune": "neptune"}[name])
+    options: dict[str, Any] = {
+        "tensorboard": {"log_dir": str(tmp_path / "tb")},
+        "wandb": {"project": "t", "mode": "offline", "dir": str(tmp_path / "wb")},
+        "neptune": {"mode": "offline"},
+    }[name]
+
+    def runs() -> list[Path]:
+        if name == "tensorboard":  # one event file per logged run (a folder could get two)
+            return list((tmp_path / "tb").glob("*/events.out.tfevents.*"))
+        where = {
+            "tensorboard": tmp_path / "tb",
+            "wandb": tmp_path / "wb" / "wandb",
+            "neptune": tmp_path / "neptune" / "offline",
+        }[name]
+        return [
+            p for p in where.iterdir() if p.is_dir() and not p.is_symlink() and p.name[0] != "."
+        ]
+
+    for _ in range(2):
+        with get_tracker(name, **options) as tracker:
+            assert log_results(results["path"], tracker) == 3
+    assert len(runs()) == 3
+    again = {**results["runs"][0], "wall_seconds": 123.0}
+    with get_tracker(name, **options) as tracker:
+        tracker.log_run(again, header_of(results))
+    assert len(runs()) == 4

@@ -49,8 +49,9 @@ def get_tracker(name: str, **options: Any) -> Tracker:
 
 def log_results(results: str | os.PathLike[str], tracker: Tracker) -> int:
     """Log every run of a `results.json` file (or of the folder holding one); return how many
-    rows it holds. The MLflow tracker skips rows it already logged, so calling this twice
-    (or after a sweep with `--tracker mlflow`) logs each run once."""
+    rows it holds. Every tracker skips rows it already logged (MLflow by searching its store,
+    the others by a `Ledger` file beside their output), so calling this twice (or after a
+    sweep with `--tracker ...`) logs each run once."""
     path = Path(results)
     if path.is_dir():
         path = path / "results.json"

@@ -69,6 +69,39 @@ class Tracker:
         self.close()
 
 
+class Ledger:
+    """The digests (`row_digest`) of the rows a tracker logged to one destination from this
+    machine, in a small JSON file kept beside what the tracker writes (TensorBoard's
+    `log_dir`, W&B's `dir`, Neptune's data directory). A tracker asks it before logging a
+    row and records the row once everything was logged, so logging the same `results.json`
+    twice (or after a sweep that logged as it ran) logs each run once. Rows logged from
+    another machine to the same online project are not known here (MLflow, which can be
+    searched, asks its own store instead)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _read(self) -> list[str]:
+        try:
+            found = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return []
+        return [str(d) for d in found] if isinstance(found, list) else []
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._read()
+
+    def add(self, digest: str) -> None:
+        """Record `digest` (atomically: a crash leaves the old file or the new one)."""
+        digests = self._read()
+        if digest in digests:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps([*digests, digest]))
+        tmp.replace(self.path)
+
+
 def param_value(value: Any) -> Scalar:
     """A value every tracker accepts: numbers, strings and bools as they are, `None` as
     `"None"`, anything else (lists, dicts) as sorted JSON."""

@@ -6,19 +6,24 @@ the operations are written under `NEPTUNE_DATA_DIRECTORY` (default `.neptune/`) 
 sent later with `neptune sync`. Layout of a run: `parameters/<name>`, the per-experience
 series `accuracy/...` (step = experience index), the final figures at the top level under
 the row's names, `status`/`error`, and `accuracy_matrix/json` and `accuracy_matrix/csv`.
+A row already logged from this machine to the same project is skipped
+(`lifelong.track.base.Ledger`, a file in `NEPTUNE_DATA_DIRECTORY`, default `.neptune`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from lifelong.track.base import (
+    Ledger,
     Tracker,
     experience_metrics,
     final_metrics,
     matrix_csv,
     matrix_json,
+    row_digest,
     run_name,
     run_params,
 )
@@ -46,6 +51,10 @@ class NeptuneTracker(Tracker):
         self.api_token = api_token
         self.mode = mode
         self.tags = list(tags or [])
+        where = os.environ.get("NEPTUNE_PROJECT") if project is None else project
+        data_dir = Path(os.environ.get("NEPTUNE_DATA_DIRECTORY") or ".neptune")
+        name = str(where or "default").replace("/", "_")
+        self.ledger = Ledger(data_dir / f".lifelong-logged-{name}.json")
 
     def log_run(
         self, row: dict[str, Any], header: dict[str, Any], run_dir: str | None = None
@@ -54,6 +63,9 @@ class NeptuneTracker(Tracker):
         import neptune
         from neptune.types import File
 
+        digest = row_digest(row)
+        if digest in self.ledger:
+            return
         options: dict[str, Any] = {"project": self.project, "api_token": self.api_token}
         if self.mode is not None:
             options["mode"] = self.mode
@@ -90,3 +102,4 @@ class NeptuneTracker(Tracker):
                 run["run_files"].upload_files(str(Path(run_dir).resolve()))
         finally:
             run.stop()
+        self.ledger.add(digest)

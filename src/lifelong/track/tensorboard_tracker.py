@@ -5,7 +5,9 @@ TensorBoard lists runs side by side. Scalars: the per-experience accuracies (ste
 experience index) and the final metrics (at the last experience's step). The parameters
 go to the HParams dashboard (with the final metrics) and to a `params` text summary; the
 accuracy matrix is a `accuracy_matrix` text summary (a table) and, as TensorBoard has no
-artifact store, `accuracy_matrix.json`/`.csv` files in the run's folder.
+artifact store, `accuracy_matrix.json`/`.csv` files in the run's folder. A row already
+logged under `log_dir` is skipped (`lifelong.track.base.Ledger`, `log_dir/.lifelong-logged.json`);
+a new attempt of a run already there gets its own folder.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.track.base import (
+    Ledger,
     Tracker,
     experience_metrics,
     final_metrics,
+    row_digest,
     run_params,
     write_matrix_files,
 )
@@ -46,6 +50,7 @@ class TensorBoardTracker(Tracker):
 
         self.log_dir = Path(log_dir)
         self.run_dirs: list[Path] = []
+        self.ledger = Ledger(self.log_dir / ".lifelong-logged.json")
 
     def log_run(
         self, row: dict[str, Any], header: dict[str, Any], run_dir: str | None = None
@@ -58,7 +63,12 @@ class TensorBoardTracker(Tracker):
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
 
+        digest = row_digest(row)
+        if digest in self.ledger:
+            return
         folder = self.log_dir / run_folder_name(row)
+        if folder.exists():  # another attempt of this run: its own folder
+            folder = folder.with_name(f"{folder.name}-{digest[:6]}")
         self.run_dirs.append(folder)
         params = run_params(row, header)
         if run_dir is not None:
@@ -87,3 +97,4 @@ class TensorBoardTracker(Tracker):
                 w.add_text("error", f"```\n{row['error']}\n```")
         if R:
             write_matrix_files(row, folder)
+        self.ledger.add(digest)

@@ -5,19 +5,24 @@ under `dir` (or `WANDB_DIR`) as `wandb/offline-run-*/`, to be sent later with
 `wandb sync`. A run's config holds the parameters; its history the per-experience
 accuracies (W&B step = experience index); its summary the final figures under the row's
 names; its files `accuracy_matrix.json`/`.csv` (and `run_files/...` from `run_dir`).
-Runs are grouped by `group` (default `<benchmark>-<scenario>`).
+Runs are grouped by `group` (default `<benchmark>-<scenario>`). A row already logged from
+this machine to the same project is skipped (`lifelong.track.base.Ledger`, a file in
+`<dir>/wandb/`).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from lifelong.track.base import (
+    Ledger,
     Tracker,
     experience_metrics,
     final_metrics,
+    row_digest,
     run_name,
     run_params,
     write_matrix_files,
@@ -51,6 +56,8 @@ class WandbTracker(Tracker):
         self.group = group
         self.tags = list(tags or [])
         self.run_dirs: list[Path] = []
+        base = Path(dir or os.environ.get("WANDB_DIR") or ".") / "wandb"
+        self.ledger = Ledger(base / f".lifelong-logged-{entity or ''}-{project}.json")
 
     def log_run(
         self, row: dict[str, Any], header: dict[str, Any], run_dir: str | None = None
@@ -58,6 +65,9 @@ class WandbTracker(Tracker):
         """Create a W&B run for `row`, log everything, and finish it (exit code 1 if failed)."""
         import wandb
 
+        digest = row_digest(row)
+        if digest in self.ledger:
+            return
         if self.dir is not None:
             Path(self.dir).mkdir(parents=True, exist_ok=True)
         settings = wandb.Settings(
@@ -95,6 +105,7 @@ class WandbTracker(Tracker):
             raise
         finally:
             run.finish(exit_code=0 if ok else 1)
+        self.ledger.add(digest)
 
     def close(self) -> None:
         """Shut W&B's background service down (so offline files are complete on disk),
