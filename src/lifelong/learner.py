@@ -7,10 +7,14 @@
     learner.save("models/today")         # one folder: tensors + JSON, no pickles
     Learner.load("models/today").learn(x_day3, y_day3)   # continues bit for bit
 
-`fit_stream(stream)` is the one stream loop of the library (train each experience, fill
-the accuracy matrix); `lifelong.run`, tuning and the benchmarks call it. The learner owns
-its random state: the global torch generator is set to the learner's state while it trains
-and put back afterwards, so what else the process does never changes what it learns.
+`fit_stream(stream)` runs the one stream loop of the library (`lifelong.loop.stream_loop`:
+train each experience, fill the accuracy matrix); `lifelong.run`, tuning and the benchmarks
+call it. Sizing and building the model is `lifelong.learner_model`; the masked outputs
+that predictions come from, `lifelong.learner_predict`; the saved payload,
+`lifelong.learner_state`; what it knows (tasks, classes, names), `lifelong.learner_classes`.
+The learner owns its random state: the global torch generator is set to the learner's
+state while it trains and put back afterwards, so what else the process does never changes
+what it learns.
 What a saved learner holds is described in docs/architecture.md and `lifelong.checkpoint`.
 """
 
@@ -28,10 +32,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lifelong.checkpoint import json_info, read_learner, skeleton_stream, write_learner
+from lifelong.checkpoint import json_info, read_learner, write_learner
 from lifelong.config import TrainConfig
 from lifelong.data.columns import align_columns, table_columns
-from lifelong.data.experience import Experience, Stream, TensorSet
+from lifelong.data.experience import Experience, Stream
 from lifelong.inputs import (
     LabelMap,
     prediction_inputs,
@@ -39,10 +43,12 @@ from lifelong.inputs import (
     resolve_device,
     to_tensorset,
 )
+from lifelong.learner_classes import LearnedClasses
+from lifelong.learner_model import build_for, check_width, model_sizes
+from lifelong.learner_predict import masked_logits, scored_sets
 from lifelong.learner_state import learner_payload, restore_learner
-from lifelong.models import build_model, parse_model_spec
-from lifelong.models.functional import forward
-from lifelong.models.heads import MASKED_LOGIT, grow_outputs
+from lifelong.loop import OnEpoch, stream_loop
+from lifelong.models.heads import grow_outputs
 from lifelong.results import LearnSummary, Result
 from lifelong.strategies.base import Strategy, canonical_spec
 from lifelong.strategies.registry import build_strategies, check_serves
@@ -52,61 +58,7 @@ ModelArg = nn.Module | str | Callable[..., nn.Module]
 OnExperience = Callable[["Learner", "Result"], None]
 
 
-OnEpoch = Callable[[int, int], None]
-
-
-def stream_loop(
-    experiences: Sequence[Experience],
-    past: Sequence[Experience],
-    whole: bool,
-    train: Callable[[Experience, list[Experience], OnEpoch], None],
-    evaluate: Callable[[], list[list[float]]] | None,
-    results: Sequence[Result],
-    after: Callable[[int], None] | None = None,
-    progress: Callable[[str], None] | None = None,
-    device: torch.device | None = None,
-) -> None:
-    """The one stream loop: train each remaining experience (`train(experience, seen,
-    on_epoch)`, where `seen` is `past` plus the stream's experiences so far, or all of them
-    for strategies that see the whole stream), then fill a row of each accuracy matrix
-    (`evaluate()` returns one row per model: one for a `Learner`, S for S stacked runs),
-    timing both into `results`; `after(i)` runs after experience i (a checkpoint).
-    Continues from `results[0].next_experience`."""
-    wall0 = time.perf_counter() - results[0].wall_seconds
-    if evaluate is not None and not results[0].baseline:
-        t0 = time.perf_counter()
-        baseline = evaluate()
-        spent_eval = time.perf_counter() - t0
-        for r, row in zip(results, baseline):
-            r.baseline = row
-            r.eval_seconds += spent_eval
-    T = len(experiences)
-    for i in range(results[0].next_experience, T):
-        seen = [*past, *(experiences if whole else experiences[: i + 1])]
-
-        def on_epoch(e: int, n: int, i: int = i) -> None:
-            if progress:
-                progress(f"experience {i + 1}/{T} epoch {e}/{n}")
-
-        t0 = time.perf_counter()
-        train(experiences[i], seen, on_epoch)
-        if device is not None and device.type == "cuda":
-            torch.cuda.synchronize(device)
-        spent = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        rows = evaluate() if evaluate is not None else [[] for _ in results]
-        spent_eval = time.perf_counter() - t0
-        for r, row in zip(results, rows):
-            r.train_seconds += spent
-            if evaluate is not None:
-                r.matrix.append(row)
-                r.eval_seconds += spent_eval
-            r.next_experience, r.wall_seconds = i + 1, time.perf_counter() - wall0
-        if after is not None:
-            after(i)
-
-
-class Learner:
+class Learner(LearnedClasses):
     """A model plus its continual-learning state (strategies, optimizer, random state,
     the classes and tasks seen), learning one experience at a time.
 
@@ -159,56 +111,7 @@ class Learner:
         self.extra_config: dict[str, Any] = {}
         self.for_prediction = False  # loaded from an export: predicts, does not learn
 
-    # -- what it knows -------------------------------------------------------------------
-    @property
-    def tasks(self) -> dict[int, tuple[int, ...]]:
-        """Task id -> the classes learned in it."""
-        out: dict[int, set[int]] = {}
-        for e in self.seen:
-            out.setdefault(e.task, set()).update(e.classes)
-        return {t: tuple(sorted(cs)) for t, cs in sorted(out.items())}
-
-    @property
-    def class_ids(self) -> tuple[int, ...]:
-        """The class ids learned so far (what `predict` returns)."""
-        return tuple(sorted({c for e in self.seen for c in e.classes}))
-
-    @property
-    def classes(self) -> tuple[int | str, ...]:
-        """The classes learned so far: their names where the data had names (string
-        labels, a table's label column, image folders), else their ids."""
-        ids = self.class_ids
-        names = [self.class_name(c) for c in ids]
-        return ids if any(n is None for n in names) else tuple(n for n in names if n)
-
-    @property
-    def feature_names(self) -> list[str] | None:
-        """The feature column names of the table the model learned from (new tables are
-        matched by name, `lifelong.data.columns`), or None for unnamed features."""
-        names = self.info.get("feature_names")
-        return [str(n) for n in names] if isinstance(names, list) else None
-
-    @property
-    def class_names(self) -> list[str] | dict[int, str] | None:
-        """Names of the class ids: string labels given to `learn`, or the stream's names."""
-        if self.labels.kind == "str":
-            return list(self.labels.names)
-        names = self.info.get("class_names")
-        if isinstance(names, dict) and all(str(k).lstrip("-").isdigit() for k in names):
-            return {int(k): str(v) for k, v in names.items()}
-        if isinstance(names, (list, tuple)):
-            return [str(v) for v in names]
-        return None
-
-    def class_name(self, c: int) -> str | None:
-        """The name of class id `c`, or None when it has none."""
-        names = self.class_names
-        if isinstance(names, dict):
-            return names.get(c)
-        if isinstance(names, list) and 0 <= c < len(names):
-            return names[c]
-        return None
-
+    # -- what it knows (tasks, classes, their names: `LearnedClasses`) --------------------
     @property
     def spec(self) -> str:
         """The canonical strategy spec of this learner's hybrid."""
@@ -233,7 +136,7 @@ class Learner:
         if len(tasks) > 1:
             raise ValueError(f"one learn() call trains one task; got task ids {tasks}")
         classes = tuple(int(c) for c in data.y.unique().tolist())
-        self._check_width(data, classes)
+        check_width(self.model, data, classes, self.device)
         self.labels.add(kind, names)
         before = set(self.class_ids)
         exp = Experience(len(self.seen), data, data[:0], classes, int(tasks[0]))
@@ -343,59 +246,19 @@ class Learner:
     def _ensure_model(self, data: Experience | Stream) -> None:
         """Build the model from its spec on the first data, and grow its head for new
         classes and tasks (in the learner's random state)."""
-        if isinstance(data, Stream):
-            shape, n_cls, n_tasks = tuple(data.input_shape), data.n_classes, data.n_tasks
-            dtype = data.experiences[0].train.x.dtype
-            skeleton = data
-        else:
-            shape, dtype = tuple(data.train.x.shape[1:]), data.train.x.dtype
-            n_cls, n_tasks = max(data.classes) + 1, data.task + 1
-            skeleton = skeleton_stream(
-                {
-                    "name": self.name,
-                    "scenario": self.scenario,
-                    "n_classes": n_cls,
-                    "n_tasks": n_tasks,
-                    "input_shape": list(shape),
-                    "dtype": str(dtype).removeprefix("torch."),
-                    "info": {},
-                    "experiences": [{"classes": list(data.classes), "task": data.task}],
-                }
-            )
+        size = model_sizes(data, self.name, self.scenario)
         if self.input_shape is None:
-            self.input_shape, self.dtype = shape, dtype
+            self.input_shape, self.dtype = size.shape, size.dtype
         if self.model is None:
-            self.model = self._build(skeleton).to(self.device)
-            self.built_for = {"n_classes": n_cls, "n_tasks": n_tasks}
-        elif grow_outputs(self.model, n_cls, n_tasks):
+            self.model = self._build(size.skeleton).to(self.device)
+            self.built_for = {"n_classes": size.n_classes, "n_tasks": size.n_tasks}
+        elif grow_outputs(self.model, size.n_classes, size.n_tasks):
             self.model.to(self.device)
-        self.n_classes = max(self.n_classes, n_cls)
-        self.n_tasks = max(self.n_tasks, n_tasks)
+        self.n_classes = max(self.n_classes, size.n_classes)
+        self.n_tasks = max(self.n_tasks, size.n_tasks)
 
     def _build(self, skeleton: Stream) -> nn.Module:
-        factory = self._factory
-        if isinstance(factory, str):
-            name, params = parse_model_spec(factory)
-            return build_model(name, skeleton, head=self.head, **params)
-        assert factory is not None
-        return build_model(factory, skeleton, head=self.head)
-
-    @torch.no_grad()
-    def _check_width(self, data: TensorSet, classes: tuple[int, ...]) -> None:
-        """Refuse labels that a model whose head cannot grow does not score."""
-        model = self.model
-        growable = ("head", "n_tasks", "grow_outputs")
-        if model is None or any(getattr(model, a, None) is not None for a in growable):
-            return  # built later, or a head that `grow_outputs` widens
-        was = model.training
-        model.eval()
-        width = forward(model, data.x[:1].to(self.device), data.t[:1].to(self.device)).shape[1]
-        model.train(was)
-        if max(classes) >= width:
-            raise ValueError(
-                f"label {max(classes)} is outside the model's {width} outputs; give the model "
-                "a `head` attribute (an nn.Linear) so that it can grow, or more outputs"
-            )
+        return build_for(self._factory, skeleton, self.head)
 
     @contextlib.contextmanager
     def _own_rng(self) -> Iterator[None]:
@@ -455,34 +318,14 @@ class Learner:
 
     def _logits(self, model: nn.Module, xs: Tensor, ts: Tensor, batch_size: int) -> Tensor:
         """The model's outputs in eval mode, classes never learned masked out."""
-        was = model.training
-        model.eval()
-        try:
-            parts = [
-                forward(model, xs[i : i + batch_size], ts[i : i + batch_size])
-                for i in range(0, len(xs), batch_size)
-            ]
-        finally:
-            model.train(was)
-        out = torch.cat(parts) if parts else torch.empty(0, max(self.n_classes, 1))
-        if self.scenario != "task":  # task heads mask their own classes already
-            known = torch.zeros(out.shape[1], dtype=torch.bool, device=out.device)
-            known[[c for c in self.class_ids if c < out.shape[1]]] = True
-            out = out.masked_fill(~known, MASKED_LOGIT)
-        return out
+        learned = None if self.scenario == "task" else self.class_ids  # task heads mask
+        return masked_logits(model, xs, ts, batch_size, self.n_classes, learned)
 
     def evaluate(self, test_sets: Stream | Sequence[Any]) -> list[float]:
         """Accuracy on each test set: a `Stream` (each experience's test set), or a list
         of `TensorSet`s, `Experience`s (their test sets) or `(x, y[, task])` tuples."""
-        sets = [e.test for e in test_sets] if isinstance(test_sets, Stream) else list(test_sets)
         out = []
-        for item in sets:
-            if isinstance(item, Experience):
-                item = item.test
-            if isinstance(item, TensorSet):
-                x, y, t = item.x, item.y, (item.t if self.scenario == "task" else None)
-            else:
-                x, y, t = item[0], item[1], item[2] if len(item) > 2 else None
+        for x, y, t in scored_sets(test_sets, self.scenario == "task"):
             if len(x) == 0:
                 out.append(math.nan)
                 continue

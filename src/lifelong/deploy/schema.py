@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from lifelong.data.columns import align_columns, table_columns
+from lifelong.data.text import encode_texts
 from lifelong.deploy.errors import DeployError
 
 
@@ -142,11 +143,16 @@ def check_batch(
 
 
 def read_batch(
-    path: str | Path, target: str | None = None, subject_column: str | None = None
+    path: str | Path,
+    target: str | None = None,
+    subject_column: str | None = None,
+    text_column: str | None = None,
 ) -> tuple[np.ndarray, Any, Any, Any, list[str] | None]:
     """(features, labels, subjects, tasks, feature column names) from a `.csv` (a header
     naming `target`, `subject_column` and an optional `task` column; the other columns
-    are features) or a `.npz` (arrays `x`, optional `y`, `subject`, `t`)."""
+    are features) or a `.npz` (arrays `x`, optional `y`, `subject`, `t`). With
+    `text_column` (a text model, `text:...`) that column's texts are the one feature, as
+    code points (`lifelong.data.text.encode_texts`); other columns are ignored."""
     p = Path(path)
     if not p.is_file():
         raise DeployError(f"{p}: no such data file")
@@ -163,7 +169,9 @@ def read_batch(
     if not rows:
         raise DeployError(f"{p}: no rows")
     header = [h.strip() for h in rows[0]]
-    for name in (target, subject_column):
+    if text_column is not None and p.suffix.lower() != ".csv":
+        raise DeployError(f"{p}: --text-column is for .csv files")
+    for name in (target, subject_column, text_column):
         if name is not None and name not in header:
             raise DeployError(f"{p}: no column {name!r}; columns: {', '.join(header)}")
     special = {target, subject_column, "task"}
@@ -176,6 +184,15 @@ def read_batch(
     def col(name: str | None) -> list[str] | None:
         return None if name is None else [r[header.index(name)].strip() for r in body]
 
+    def col_raw(name: str) -> list[str]:  # texts keep their spaces
+        return [r[header.index(name)] for r in body]
+
+    if text_column is not None:
+        try:
+            x = encode_texts(col_raw(text_column), column=text_column)
+        except ValueError as e:
+            raise DeployError(f"{p}: {e}") from None
+        return x, col(target), col(subject_column), col("task" if "task" in header else None), None
     x = np.array([[r[j].strip() for j in feat_cols] for r in body], dtype=object)
     try:
         x = x.astype(np.float64)

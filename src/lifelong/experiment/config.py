@@ -12,49 +12,62 @@ The grid is benchmark x scenario x strategy x sweep x seed. A sweep key `name.pa
 strategy `name`; a key naming a training setting (`lr`, `epochs`, ...) applies to all runs.
 Several keys form their Cartesian product.
 
-The training keys (`epochs`, `lr`, `momentum`, ...), their `lifelong compare` flags, which
-of them a sweep may vary, their defaults, help and checks are generated from the fields of
-`lifelong.config.TrainConfig` (the one declaration of each training setting); this module
-adds only the keys that are not training settings.
+The keys, their checks and help are `lifelong.experiment.config_keys` (the training keys
+generated from the fields of `lifelong.config.TrainConfig`); the grid of a sweep is
+`lifelong.experiment.sweep`. This module reads files and the command line with them, and
+generates `lifelong compare`'s flags from the same keys.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import hashlib
-import itertools
 import json
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifelong.config import TRAIN_FIELDS, TrainConfig, field_info
-from lifelong.config import check_value as train_problem
-from lifelong.experiment import values as chk
+from lifelong.experiment.config_keys import (
+    CHECKS,
+    EXECUTORS,
+    SWEEPABLE,
+    VALID_KEYS,
+    ConfigError,
+    check_value,
+    field_type,
+)
 from lifelong.experiment.paths import against_file, missing_data
+from lifelong.experiment.sweep import expand_sweep
 from lifelong.spec import parse_one, split_top_level
 
 if TYPE_CHECKING:  # torch-free at import time, so `lifelong --help` stays quick
     from lifelong.experiment.run import RunConfig
 
-EXECUTORS = ("local", "ray")
-#: Settings a sweep may vary (the rest of a run's config is fixed per sweep): the model,
-#: the head and every `TrainConfig` field declared with `sweep=True`.
-SWEEPABLE: tuple[str, ...] = ("model", "head") + tuple(
-    k for k in TRAIN_FIELDS if field_info(k)["sweep"]
-)
 #: Keys that say how or where a grid runs, not what it computes: left out of `grid_hash`.
 _HOW_KEYS = ("device", "threads", "workers", "executor", "address", "tracker", "out", "quiet")
 #: Keys copied as they are from the experiment to every run's `RunConfig`.
 _RUN_KEYS = ("model", "head", "device", "data", "data_dir")
 
 
-class ConfigError(ValueError):
-    """A bad experiment config: the message names the source, key, value and expectation."""
+#: public names; the keys' and the sweep's are re-exported from `config_keys` and `sweep`
+__all__ = [
+    "CHECKS",
+    "EXECUTORS",
+    "FILE_ONLY",
+    "SWEEPABLE",
+    "VALID_KEYS",
+    "ConfigError",
+    "ExperimentConfig",
+    "add_compare_options",
+    "check_value",
+    "cli_overrides",
+    "expand_sweep",
+    "load_config",
+    "read_file",
+]
 
 
 @dataclass(frozen=True)
@@ -151,107 +164,6 @@ class ExperimentConfig:
             return Path(str(self.data.get("path", "data"))).stem or "data"
         more = f"+{len(self.benchmark) - 1}" if len(self.benchmark) > 1 else ""
         return self.benchmark[0] + more
-
-
-def _train_checker(key: str) -> Callable[[Any], Any]:
-    """The checker of training setting `key`: `lifelong.config.check_value`, the value
-    normalised like the field (an int given for a float field becomes a float)."""
-    kind = _annotation(key)
-
-    def check(v: Any) -> Any:
-        problem = train_problem(key, v)
-        if problem is not None:
-            if kind in (int, float) and isinstance(v, str):
-                problem += _number_text_hint(v)
-            raise chk.Bad("", problem, names_key=True)
-        return float(v) if kind is float and chk.is_int(v) else v
-
-    return check
-
-
-def _number_text_hint(text: str) -> str:
-    """Why a number came as text: YAML 1.1 reads `1e-3` (no dot) as a string."""
-    try:
-        float(text)
-    except ValueError:
-        return ""
-    mantissa, e, exponent = text.strip().lower().partition("e")
-    if e and "." not in mantissa:
-        return f" (YAML reads {text} as text; write {mantissa}.0e{exponent})"
-    return " (a number in quotes is text; drop the quotes)"
-
-
-def _annotation(key: str) -> type:
-    """The Python type of `TrainConfig` field `key` (`int | None` -> int)."""
-    text = re.sub(r"<class '(\w+)'>", r"\1", str(field_info(key)["type"]))  # not postponed
-    text = text.replace(" ", "").replace("|None", "").replace("None|", "")
-    kinds = {"int": int, "float": float, "str": str, "bool": bool}
-    if text not in kinds:  # a new kind of field: say so where it is declared
-        raise TypeError(f"TrainConfig.{key}: cannot make a config key of type {text!r}")
-    return kinds[text]
-
-
-def _train_help(key: str) -> str:
-    info = field_info(key)
-    return str(info["help"]) + ("" if info["sweep"] else "; cannot be swept")
-
-
-#: `TrainConfig` fields as config keys: checker and help, generated from the declarations.
-TRAIN_CHECKS = {k: (_train_checker(k), _train_help(k)) for k in TRAIN_FIELDS}
-
-CHECKS: dict[str, tuple[Callable[[Any], Any], str]] = {
-    "benchmark": (
-        lambda x: chk.names(x, "a benchmark name or a list of them"),
-        "benchmarks to run",
-    ),
-    "data": (
-        chk.mapping,
-        "your own data source (options of stream_from_files), instead of benchmark",
-    ),
-    "data_dir": (chk.opt_text, "folder where file-based benchmarks live"),
-    "scenario": (chk.scenarios, "class, domain and/or task (default: the benchmark's first)"),
-    "strategies": (chk.strategies, "strategy specs, e.g. [naive, 'ewc(lambda=100)']"),
-    "sweep": (chk.sweep, "{'replay.mem_size': [100, 500], 'lr': [0.01, 0.1]}: grid of values"),
-    "seeds": (chk.seeds, "seeds, e.g. [0, 1, 2]"),
-    "model": (chk.text, "model spec, e.g. mlp or 'mlp(hidden=(256,256))'"),
-    "head": (chk.choice("fixed", "grow"), "fixed or grow"),
-    **TRAIN_CHECKS,
-    "device": (chk.device, "cpu, cuda, cuda:N or auto"),
-    "threads": (chk.opt_pos_int, "torch threads per run (default: cores // workers)"),
-    "workers": (chk.opt_pos_int, "runs at once (default: one per core)"),
-    "executor": (chk.choice(*EXECUTORS), "local (worker processes) or ray"),
-    "address": (chk.opt_text, "address of an existing Ray cluster (executor: ray)"),
-    "tracker": (chk.tracker, "mlflow, tensorboard, neptune and/or wandb"),
-    "out": (
-        chk.opt_text,
-        "output folder (default runs/<config file name>, else runs/<benchmark>-<hash of the "
-        "grid>: the same command resumes there)",
-    ),
-    "quiet": (chk.boolean, "no progress display"),
-}
-VALID_KEYS = tuple(CHECKS)
-
-
-def check_value(source: str, key: str, value: Any, shown: str | None = None) -> Any:
-    """Check one key's value; raise `ConfigError` naming source, key (as `shown`, e.g. a
-    command-line flag), the value and what was expected."""
-    if key not in CHECKS:
-        close = difflib.get_close_matches(key, VALID_KEYS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(
-            f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(VALID_KEYS)}"
-        )
-    try:
-        return CHECKS[key][0](value)
-    except chk.Bad as e:
-        if e.message and e.names_key:  # "lr must be a number > 0, got 0"
-            flag = "" if (shown or key) == key else f"{shown}: "
-            raise ConfigError(f"{source}: {flag}{e.message}") from None
-        if e.message:
-            raise ConfigError(f"{source}: {shown or key}: {e.message}") from None
-        raise ConfigError(
-            f"{source}: {shown or key}: expected {e}, got {value!r} ({type(value).__name__})"
-        ) from None
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -409,52 +321,6 @@ def _check_data(data: dict[str, Any], source: str) -> None:
             )
 
 
-def expand_sweep(
-    specs: Sequence[str], sweep: Mapping[str, Sequence[Any]]
-) -> list[tuple[str, dict[str, Any]]]:
-    """Each strategy spec times the grid of its swept values -> `(canonical spec, settings)`.
-
-    `name.param` keys set that parameter of strategy `name` in every spec containing it
-    (overriding a value the spec gives); other keys are training settings for every run.
-    Duplicates (after canonicalisation) are dropped, order kept.
-    """
-    from lifelong.strategies.registry import build_strategies, canonical_spec
-
-    parsed = [[parse_one(p) for p in split_top_level(s, "+")] for s in specs]
-    for key in sweep:
-        name = key.split(".", 1)[0]
-        if "." in key and not any(name == n for parts in parsed for n, _ in parts):
-            raise ValueError(
-                f"{key!r} sweeps strategy {name!r}, which is in none of the strategies "
-                f"({', '.join(specs)})"
-            )
-    out: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
-    for parts in parsed:
-        names = {n for n, _ in parts}
-        keys = [k for k in sweep if "." not in k or k.split(".", 1)[0] in names]
-        for combo in itertools.product(*(sweep[k] for k in keys)):
-            chosen = dict(zip(keys, combo))
-            text = "+".join(_spec_text(n, {**p, **_params_for(n, chosen)}) for n, p in parts)
-            spec = canonical_spec(build_strategies(text))
-            settings = {k: v for k, v in chosen.items() if "." not in k}
-            out.setdefault((spec, repr(sorted(settings.items()))), (spec, settings))
-    return list(out.values())
-
-
-def _params_for(name: str, chosen: Mapping[str, Any]) -> dict[str, Any]:
-    return {k.split(".", 1)[1]: v for k, v in chosen.items() if k.split(".", 1)[0] == name}
-
-
-def _spec_text(name: str, params: Mapping[str, Any]) -> str:
-    def fmt(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return "none" if v is None else repr(v)
-
-    body = ",".join(f"{k}={fmt(v)}" for k, v in params.items())
-    return f"{name}({body})" if body else name
-
-
 # -- the command line of `lifelong compare`, generated from the same keys ------------------
 #: Keys set in the file only (the data source has its own flags in the CLI).
 FILE_ONLY = ("data", "data_dir", "sweep")
@@ -481,7 +347,7 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
             continue
         train = key in TRAIN_FIELDS
         default = getattr(defaults.train if train else defaults, key)
-        kind = _annotation(key) if train else type(default)
+        kind = field_type(key) if train else type(default)
         choices = field_info(key)["choices"] if train else _CHOICES.get(key)
         if isinstance(default, tuple):
             default = ",".join(map(str, default))

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lifelong.simulate.settings import SimulationSettings
 from lifelong.simulate.streams import ProductionStream
 
 
@@ -53,37 +54,30 @@ def run_policy(
     stream: ProductionStream,
     policy: dict[str, Any],
     folder: Path,
-    *,
-    model: str = "mlp",
-    strategy: str = "naive",
-    warmup: int = 1000,
-    batch_size: int = 100,
-    label_delay: int = 1,
-    seconds_per_batch: float = 3600.0,
-    train: dict[str, Any] | None = None,
-    retention: dict[str, Any] | None = None,
-    gate: dict[str, Any] | None = None,
+    settings: SimulationSettings,
 ) -> dict[str, Any]:
-    """Replay `stream` through a fresh deployment in `folder` under `policy` (`retention`:
-    `create`'s options such as max_samples; `gate`: its gate thresholds)."""
+    """Replay `stream` through a fresh deployment in `folder` under `policy`, as `settings`
+    say (the model, strategy, pace, training, retention and gate of every policy)."""
     from lifelong import deploy
     from lifelong.config import TrainConfig
 
-    config = TrainConfig.from_dict(train) if train else None
-    deploy.create(folder, model=model, strategy=strategy, policy=policy, config=config,
-                  gate=gate, **(retention or {}))  # fmt: skip
+    st = settings
+    config = TrainConfig.from_dict(st.train) if st.train else None
+    deploy.create(folder, model=st.model, strategy=st.strategy, policy=policy, config=config,
+                  gate=st.gate, **(st.retention or {}))  # fmt: skip
+    warmup, batch_size = st.warmup, st.batch_size
     deploy.ingest(folder, stream.x[:warmup], stream.y[:warmup], now=0.0)
     first = deploy.update(folder, force=True, now=0.0)
     ticks: list[dict[str, Any]] = []
     pending: deque[tuple[list[int], np.ndarray]] = deque()
     train_s = float(first.get("train_seconds", 0.0))
     for b, start in enumerate(range(warmup, len(stream), batch_size)):
-        now = (b + 1) * float(seconds_per_batch)
+        now = (b + 1) * float(st.seconds_per_batch)
         x, y = stream.x[start : start + batch_size], stream.y[start : start + batch_size]
         p = deploy.predict(folder, x, now=now)  # stored, with ids for the late labels
         classes = np.asarray(p.classes)
         pending.append((p.ids, y))
-        if len(pending) > label_delay:
+        if len(pending) > st.label_delay:
             ids, labels = pending.popleft()
             deploy.label(folder, ids, labels, now=now)
         t0 = time.perf_counter()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.simulate.engine import default_policies, run_policy
+from lifelong.simulate.settings import SimulationSettings
 from lifelong.simulate.streams import ProductionStream, make_stream
 
 RESULT_FILE = "simulation.json"
@@ -58,24 +59,22 @@ def simulate(
     """Replay `stream` (a name from `STREAMS` or a `ProductionStream`) through one fresh
     deployment per policy, in `out/deployments/<policy>`. `policies`: names of the four
     stages (their simulator defaults), policy configs, or {label: config}; default all four.
-    Labels arrive `label_delay` batches after their batch was predicted."""
+    Labels arrive `label_delay` batches after their batch was predicted. The options from
+    `model` to `gate` are the `SimulationSettings` every policy runs with."""
     if isinstance(stream, str):
         stream = make_stream(stream, **(stream_options or {}))
-    if not 0 < warmup < len(stream):
-        raise ValueError(
-            f"warmup={warmup}: must be between 1 and the stream's {len(stream) - 1} rows"
-        )
-    if batch_size < 1 or label_delay < 0:
-        raise ValueError(f"batch_size={batch_size} must be >= 1, label_delay={label_delay} >= 0")
+    settings = SimulationSettings(
+        model=model, strategy=strategy, warmup=warmup, batch_size=batch_size,
+        label_delay=label_delay, seconds_per_batch=seconds_per_batch,
+        train=train or DEFAULT_TRAIN, retention=retention, gate=gate,
+    )  # fmt: skip
+    settings.check(len(stream))
     configs = _policies(policies, seconds_per_batch, batch_size)
     folder = Path(out)
     deployments = folder / "deployments"
     if deployments.exists():
         shutil.rmtree(deployments)  # a rerun replaces the simulation's own deployments
     deployments.mkdir(parents=True)
-    settings: dict[str, Any] = {"model": model, "strategy": strategy, "warmup": warmup, "batch_size": batch_size,
-                "label_delay": label_delay, "seconds_per_batch": seconds_per_batch,
-                "train": train or DEFAULT_TRAIN, "retention": retention, "gate": gate}  # fmt: skip
     result: dict[str, Any] = {
         "kind": "simulation",
         "stream": {
@@ -84,14 +83,14 @@ def simulate(
             "drifts": list(stream.drifts),
             "info": stream.info,
         },  # fmt: skip
-        "settings": settings,
+        "settings": settings.to_dict(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "host": platform.node(),
         "policies": {},
     }
     for label, cfg in configs.items():
         t0 = time.perf_counter()
-        res = run_policy(stream, cfg, deployments / label.replace("/", "_"), **settings)
+        res = run_policy(stream, cfg, deployments / label.replace("/", "_"), settings)
         res["wall_seconds"] = round(time.perf_counter() - t0, 2)
         result["policies"][label] = res
     (folder / RESULT_FILE).write_text(json.dumps(result, indent=1, default=str))
