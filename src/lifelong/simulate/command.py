@@ -16,6 +16,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stream", default="sea-abrupt", choices=STREAM_NAMES, help="the production stream"
     )
+    p.add_argument("--data", default=None, metavar="FILE",
+                   help="replay your own CSV/TSV/Parquet table instead of --stream (rows in "
+                   "file order, or by --time-column); needs --target")  # fmt: skip
+    p.add_argument("--target", default=None, help="--data: the label column")
+    p.add_argument("--text-column", default=None,
+                   help="--data: a column of texts, the one feature (with --model text:minilm)")  # fmt: skip
+    p.add_argument("--time-column", default=None, help="--data: replay rows sorted by this column")
     p.add_argument("--out", default="simulation", help="folder for simulation.json, the plot, "
                    "the deployments (default: ./simulation)")  # fmt: skip
     p.add_argument(
@@ -24,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "'triggered(cooldown_s=7200,drift_alpha=0.05)' (repeatable; default: all four)",
     )  # fmt: skip
     p.add_argument("--rows", type=int, default=None, help="rows of the stream (default: all)")
-    p.add_argument("--drift-at", type=int, default=None, help="row where the drift starts")
+    p.add_argument("--drift-at", type=int, default=None,
+                   help="row where the drift starts (--data: where you know it drifted)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="the stream's seed")
     p.add_argument("--warmup", type=int, default=1000, help="labelled rows v1.0 is trained on")
     p.add_argument("--batch-size", type=int, default=100, help="rows per production batch")
@@ -47,6 +55,25 @@ def _stream_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+def _stream(args: argparse.Namespace) -> Any:
+    """The stream's name, or (with --data) the `ProductionStream` read from the file."""
+    file_only = {"--target": args.target, "--text-column": args.text_column,
+                 "--time-column": args.time_column}  # fmt: skip
+    if args.data is None:
+        given = [flag for flag, v in file_only.items() if v is not None]
+        if given:
+            raise ValueError(f"{given[0]} goes with --data FILE")
+        return args.stream
+    if args.target is None:
+        raise ValueError("--data needs --target, the label column")
+    from lifelong.simulate.streams import from_file
+
+    return from_file(
+        args.data, args.target, text_column=args.text_column, time_column=args.time_column,
+        n=args.rows, drift_at=None if args.drift_at is None else [args.drift_at],
+    )  # fmt: skip
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the simulation, print the table and where the files are."""
     from lifelong.simulate import simulate
@@ -54,9 +81,11 @@ def main(args: argparse.Namespace) -> int:
 
     if args.hours_per_batch <= 0:
         raise ValueError(f"--hours-per-batch={args.hours_per_batch}: must be positive")
+    stream = _stream(args)
     result = simulate(
-        args.stream, out=args.out, policies=args.policy or None,
-        stream_options=_stream_options(args), model=args.model, strategy=args.strategy,
+        stream, out=args.out, policies=args.policy or None,
+        stream_options=_stream_options(args) if isinstance(stream, str) else None,
+        model=args.model, strategy=args.strategy,
         warmup=args.warmup, batch_size=args.batch_size, label_delay=args.label_delay,
         seconds_per_batch=3600.0 * args.hours_per_batch,
         train={"epochs": args.epochs, "lr": 0.05, "momentum": 0.9},

@@ -10,6 +10,10 @@ where the data drifts known in advance.
 | `sea-abrupt` | SEA, through river's `ConceptDriftStream` | the concept changes at `position` |
 | `agrawal-abrupt` | river's Agrawal (9 features, 2 classes), `ConceptDriftStream` | the classification function changes at `position` |
 
+Your own data: `from_file(path, target, text_column=..., time_column=...)` (`lifelong
+simulate --data FILE --target COL`) replays a CSV/TSV/Parquet table in its row order (or
+by a time column); where it drifts is not known unless `drift_at` says so.
+
 SEA and Agrawal drift in the labels (P(y | x)); their inputs do not move, so only the
 accuracy trigger can see it. The MNIST rotations move the inputs. Agrawal's features are
 standardized with the statistics of the rows before the first drift (a fixed
@@ -21,6 +25,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,6 +143,46 @@ def agrawal(n: int = 6000, position: int = 3000, seed: int = 0) -> ProductionStr
     return ProductionStream(
         "agrawal-abrupt", ((x - mean) / std).astype(np.float32), y, (position,), info
     )
+
+
+def from_file(
+    path: str | Path,
+    target: str,
+    *,
+    text_column: str | None = None,
+    features: list[str] | None = None,
+    time_column: str | None = None,
+    n: int | None = None,
+    drift_at: list[int] | None = None,
+) -> ProductionStream:
+    """A table's rows as a production stream, in file order or sorted by `time_column`
+    (stable, so ties keep file order). Features: the numeric columns (or `features`), as
+    they are (scale them as the deployment will), or `text_column`'s texts as code points
+    (a `text:...` model). Labels: `target`, as class ids (integers kept, anything else in
+    sorted order; `info["classes"]` names them). `n`: the first `n` rows after sorting."""
+    from lifelong.data.readers import encode_labels, open_source
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"--data {str(file)!r}: no such file")
+    src = open_source(file, "class", target, features, time_column, None, None, text_column)
+    x = np.concatenate(list(src.chunks())).astype(np.float32)
+    y, names = encode_labels(src.labels, src.label_name)
+    if time_column is not None:
+        order = np.argsort(np.asarray(src.groups), kind="stable")
+        x, y = x[order], y[order]
+    if n is not None:
+        x, y = x[:n], y[:n]
+    drifts = tuple(sorted(int(d) for d in drift_at or ()))
+    if any(not 0 < d < len(y) for d in drifts):
+        raise ValueError(f"drift_at {list(drifts)}: positions must lie inside the {len(y)} rows")
+    info: dict[str, Any] = {"path": str(file.resolve()), "target": target, "n": len(y)}
+    info.update(
+        {k: v for k, v in (("text_column", text_column), ("time_column", time_column)) if v}
+    )
+    if names:
+        info["classes"] = list(names)
+    return ProductionStream(file.stem, x, y.astype(np.int64), drifts, info)
 
 
 STREAMS: dict[str, Callable[..., ProductionStream]] = {
