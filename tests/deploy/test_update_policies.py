@@ -94,3 +94,46 @@ def test_bad_policies_are_refused_by_name(tmp_path: Path, run_dir, capsys):
     assert (pol["name"], pol["cooldown_s"], pol["max_age_s"]) == ("triggered", 60.0, None)
     assert main([*args[:2], str(tmp_path / "d"), *args[3:], "--policy-option", "x"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_repeated_no_op_decisions_add_one_audit_row(tmp_path: Path, run_dir, data):
+    """A cron job told "not due" at every call logs that once (figures aside); `status`
+    shows the latest decision all the same, and any other decision is logged."""
+    x, y = data
+    dep = tmp_path / "dep"
+    deploy.create(dep, from_run=run_dir, policy="scheduled(every_s=100)", now=0.0)
+    deploy.ingest(dep, x[:40], y[:40], now=1.0)
+    for t in (10.0, 20.0, 30.0):
+        assert not deploy.update(dep, now=t)["ran"]
+    assert [d["reason"] for d in _decisions(dep)] == ["not due: 10s < every_s=100"]
+    last = deploy.status(dep)["last_decision"]
+    assert (last["at"], last["reason"], last["scores"]["age_s"]) == (
+        30.0,
+        "not due: 30s < every_s=100",
+        30.0,
+    )
+    assert (last["repeats"], last["logged_at"], last["logged"]) == (2, 10.0, False)
+    assert deploy.update(dep, now=150.0)["ran"]  # a run is always logged
+    for t in (160.0, 170.0):
+        assert not deploy.update(dep, now=t)["ran"]
+    assert [(d["ran"], d["scores"]["age_s"]) for d in _decisions(dep)] == [
+        (False, 10.0), (True, 150.0), (False, 10.0),
+    ]  # fmt: skip
+    assert deploy.status(dep)["last_decision"]["at"] == 170.0
+
+
+def test_a_no_op_run_still_logs_daily_and_on_a_new_reason(tmp_path: Path, run_dir, data):
+    from lifelong.deploy.stateful import NOOP_LOG_EVERY_S
+
+    x, y = data
+    dep = tmp_path / "dep"
+    deploy.create(dep, from_run=run_dir, policy={"name": "manual"}, now=0.0)
+    for t in (10.0, 20.0, 10.0 + NOOP_LOG_EVERY_S - 1):
+        deploy.update(dep, now=t)
+    assert len(_decisions(dep)) == 1  # "0 labelled samples since the last update (...)"
+    deploy.update(dep, now=10.0 + NOOP_LOG_EVERY_S)
+    assert len(_decisions(dep)) == 2
+    deploy.ingest(dep, x[:10], y[:10], now=NOOP_LOG_EVERY_S + 20)
+    deploy.update(dep, now=NOOP_LOG_EVERY_S + 30)
+    reasons = [d["reason"] for d in _decisions(dep)]
+    assert len(reasons) == 3 and reasons[0] == "manual: runs only when asked"

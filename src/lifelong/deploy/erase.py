@@ -4,9 +4,15 @@
 The subject's samples go in one statement; their predictions, replay-memory rows and
 holdout rows go with them (`ON DELETE CASCADE`); the database is compacted so the bytes
 are gone from its files; the event is logged with a salted hash of the id. Saved versions
-hold no sample the store holds (`lifelong.deploy.memory` strips them), so no model file
-has to be rewritten; `versions_holding` names any version file that still has the bytes
-(a strategy keeping samples outside a replay buffer, e.g. GEM's memory).
+hold no sample the store holds: every row a learner keeps (replay buffers, GEM/A-GEM
+memories, iCaRL exemplars, cumulative's past data: `lifelong.deploy.sample_rows`) is
+stripped at save (`lifelong.deploy.memory`), so no model file has to be rewritten. A
+version whose files still hold some of the bytes (saved before that scheme) is rewritten
+first, under the update lock, before anything is deleted (so a forget killed midway can
+be run again): those rows zeroed (`memory.scrub`), listed in its `memory_layout` (so
+training drops them), the folder replaced atomically. `versions_holding` names any
+version file that still has the bytes, with the reason (`holding_reason`): a strategy
+keeping samples where no row view reaches (`sample_rows.unknown`).
 
 `retrain=True` rebuilds production without the subject: from the last version of its
 lineage trained before the subject's first label, replaying the later updates' windows
@@ -16,6 +22,7 @@ through the gate, and the report gives what it cost."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +31,9 @@ from sqlalchemy import delete, func, select
 
 from lifelong.deploy import data, gate, store
 from lifelong.deploy.deployment import Deployment
-from lifelong.deploy.lock import update_lock
+from lifelong.deploy.lock import clean_orphans, update_lock
 from lifelong.deploy.ops import PathArg
+from lifelong.serialize import CheckpointError
 
 
 def forget(
@@ -38,19 +46,27 @@ def forget(
     now = time.time() if now is None else now
     s = store.samples
     with Deployment(path) as dep:
+        with dep.engine.connect() as conn:
+            q = select(s.c.x).where(s.c.subject == subject)
+            mine = {bytes(b) for b in conn.execute(q).scalars()}
+        scrubbed = scrub_versions(dep, mine)
         with store.transaction(dep.engine) as conn:
             rows = conn.execute(select(s.c.x, s.c.lseq).where(s.c.subject == subject)).all()
             conn.execute(delete(s).where(s.c.subject == subject))
             digest = dep.subject_hash(conn, subject)
-            dep.log(conn, "forget", at=now, subject_hash=digest, deleted=len(rows))
+            dep.log(conn, "forget", at=now, subject_hash=digest, deleted=len(rows),
+                    versions_rewritten=scrubbed)  # fmt: skip
         store.compact(dep.engine)
         gone = [bytes(r.x) for r in rows]
         holding = [v.name for v in _versions_on_disk(Path(path)) if _holds_any(v, gone)]
         out: dict[str, Any] = {
             "subject_hash": digest,
             "deleted": len(rows),
+            "versions_rewritten": scrubbed,
             "versions_holding": holding,
         }
+        if holding:
+            out["holding_reason"] = {v: _why_holding(dep, v) for v in holding}
         if retrain:
             first = min((int(r.lseq) for r in rows if r.lseq is not None), default=None)
             with dep.engine.connect() as conn:
@@ -166,6 +182,62 @@ def _memory_ids(conn: Any, version: str) -> list[int]:
 def _load(dep: Deployment, version: str) -> Any:
     with dep.engine.connect() as conn:
         return dep.load_learner(conn, version)
+
+
+def scrub_versions(dep: Deployment, gone: set[bytes]) -> list[str]:
+    """Rewrite each version whose files hold any of `gone` (feature bytes) without them
+    (`memory.scrub`): its layout row first, then its folder (atomically), so a run killed
+    in between leaves a version that trains without them and is rewritten again next
+    time. Holds the update lock while it writes. Returns the versions rewritten."""
+    from lifelong.deploy.memory import scrub
+    from lifelong.learner import Learner
+
+    if not gone:
+        return []
+    folders = [v for v in _versions_on_disk(dep.path) if _holds_any(v, list(gone))]
+    if not folders:
+        return []
+    done = []
+    with update_lock(dep.engine):
+        clean_orphans(dep.engine, dep.path / "versions")  # folders a killed update left
+        for folder in folders:
+            if not folder.is_dir():
+                continue
+            with dep.engine.connect() as conn:
+                info = dep.version(conn, folder.name)
+            learner = Learner.load(folder)
+            layout, zeroed = scrub(learner, info["memory_layout"], gone)
+            if not zeroed:
+                continue  # the bytes are where no row view reaches (`_why_holding`)
+            with store.transaction(dep.engine) as conn:
+                conn.execute(store.versions.update().where(store.versions.c.id == info["id"])
+                             .values(memory_layout=json.dumps(layout)))  # fmt: skip
+            learner.save(folder)
+            done.append(info["id"])
+    return done
+
+
+def _why_holding(dep: Deployment, version: str) -> str:
+    """Why `forget` could not take a subject's bytes out of `version`'s files."""
+    from lifelong.deploy.sample_rows import unknown
+    from lifelong.learner import Learner
+
+    folder = dep.path / "versions" / version
+    with dep.engine.connect() as conn:
+        row = conn.execute(select(store.versions.c.id).where(store.versions.c.id == version))
+        if row.scalar() is None:
+            return (
+                "a folder with no version row (left by a killed update): the next update removes it"
+            )
+    try:
+        names = unknown(Learner.load(folder))
+    except (CheckpointError, OSError, ValueError) as e:  # so it cannot be rewritten either
+        return f"the version cannot be loaded ({type(e).__name__}: {e}), so it cannot be rewritten"
+    if names:
+        return (f"strategies {', '.join(names)} keep samples in a form lifelong.deploy.sample_rows "
+                "does not know, so they cannot be removed; retrain without them or delete the "
+                "version")  # fmt: skip
+    return "the bytes are outside the learner's sample rows (e.g. an extra file in the folder)"
 
 
 def _versions_on_disk(path: Path) -> list[Path]:

@@ -1,16 +1,20 @@
 """Replay memory as rows of the store, not as raw samples in a version's files.
 
-A strategy's replay buffer (`buffer_`, a `lifelong.memory.Buffer`: replay, DER, DER++,
-ER-ACE, GDumb) holds copies of training samples. When a deployment writes a version, each
-buffer row that is a stored sample becomes a `memory` row (version, slot = strategy index,
-position = buffer row, sample id) and its features, label and task are zeroed in the saved
-tensors (`stripped`); the version's `memory_layout` lists the stripped positions. Loading
-a version for training (`attach`) refills those rows from the samples; a row whose sample
-was deleted since (retention, `forget`: its memory row went with it) leaves the buffer,
+A learner may keep copies of training samples in several places (`sample_rows`): a
+strategy's replay buffer (replay, DER, DER++, ER-ACE, GDumb), GEM's and A-GEM's episodic
+memories, iCaRL's exemplars, and the past experiences' data that cumulative and joint
+train on. When a deployment writes a version, each such row that is a stored sample
+becomes a `memory` row (version, slot = strategy index or -1 for past data, position =
+row, sample id) and its features, label and task are zeroed in the saved tensors
+(`stripped`); the version's `memory_layout` lists the stripped positions. Loading a
+version for training (`attach`) refills those rows from the samples; a row whose sample
+was deleted since (retention, `forget`: its memory row went with it) leaves the learner,
 whose other rows move up. Rows that match no stored sample (a buffer saved by a run before
 the deployment existed) stay in the version's tensors unless the retention rules forbid
 keeping samples of unknown age (`max_age_days`, `memory: none`); `status` counts them.
-Per-row extras (DER's stored logits) are model outputs and stay in the tensors.
+`scrub` zeroes given samples' rows in a version saved with them in its files (what
+`forget` does to versions written before this scheme). Per-row extras (DER's stored
+logits) and iCaRL's class means are model outputs, not samples, and stay in the tensors.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from lifelong.deploy import store
-from lifelong.memory import Buffer, HerdingBuffer, ReservoirBuffer
+from lifelong.deploy.sample_rows import Rows, drop_rows, sample_rows
+from lifelong.memory import Buffer
+
+__all__ = ["attach", "buffers", "drop_rows", "held", "match", "memory_ids", "record", "scrub",
+           "stripped"]  # fmt: skip
 
 #: what fits when no real sample may be kept (`memory: none`)
 NO_MEMORY_METHODS = (
@@ -57,49 +65,46 @@ def keeps_real_samples(strategies: list[Any]) -> list[str]:
     ]
 
 
-def _row_bytes(buf: Buffer) -> list[bytes]:
-    assert buf.x_ is not None
-    x = buf.x_[: buf.size_].detach().to("cpu", torch.float32).contiguous().numpy()
-    return [x[i].tobytes() for i in range(len(x))]
+def held(learner: Any) -> int:
+    """How many sample rows `learner` keeps, in all its parts (`sample_rows`)."""
+    return sum(v.size() for _, v in sample_rows(learner))
 
 
 def match(
     learner: Any, candidates: dict[int, bytes]
 ) -> tuple[list[dict[str, int]], dict[str, list[int]]]:
-    """Buffer rows that are stored samples: (memory rows `{slot, position, sample_id}`,
-    layout `{slot: [positions]}`). `candidates`: sample id -> float32 feature bytes of the
-    samples the buffers may hold (the window learned and the parent's memory)."""
+    """Rows the learner keeps that are stored samples: (memory rows `{slot, position,
+    sample_id}`, layout `{slot: [positions]}`). `candidates`: sample id -> float32
+    feature bytes of the samples it may hold (the data learned and the parent's memory).
+    Rows with the same bytes take that sample's ids in turn; more rows than ids share
+    the last one (every copy of a stored sample is stripped)."""
     by_bytes: dict[bytes, list[int]] = {}
     for sid, b in sorted(candidates.items(), reverse=True):
         by_bytes.setdefault(b, []).append(sid)
     rows: list[dict[str, int]] = []
     layout: dict[str, list[int]] = {}
-    for slot, buf in buffers(learner):
-        if buf.size_ == 0:
-            continue
+    for slot, view in sample_rows(learner):
         taken = {k: list(v) for k, v in by_bytes.items()}
-        for pos, b in enumerate(_row_bytes(buf)):
+        for pos, b in enumerate(view.row_bytes()):
             ids = taken.get(b)
             if ids:
-                rows.append({"slot": slot, "position": pos, "sample_id": ids.pop()})
+                sid = ids.pop() if len(ids) > 1 else ids[0]
+                rows.append({"slot": slot, "position": pos, "sample_id": sid})
                 layout.setdefault(str(slot), []).append(pos)
     return rows, layout
 
 
 @contextmanager
 def stripped(learner: Any, layout: dict[str, list[int]]) -> Iterator[None]:
-    """Within the block, the buffers' rows in `layout` hold zeros (so a save writes no
-    sample that the store holds); restored afterwards."""
+    """Within the block, the rows in `layout` hold zeros (so a save writes no sample
+    that the store holds); restored afterwards."""
     kept = []
-    slots = dict(buffers(learner))
+    views = dict(sample_rows(learner))
     for slot, positions in layout.items():
-        buf = slots[int(slot)]
-        assert buf.x_ is not None and buf.y_ is not None and buf.t_ is not None
-        idx = torch.tensor(positions, dtype=torch.long, device=buf.x_.device)
-        parts = (buf.x_, buf.y_, buf.t_)
-        kept.append((parts, idx, [a[idx].clone() for a in parts]))
-        for a in parts:
-            a[idx] = 0
+        for parts, idx, _ in views[int(slot)].locate(positions):
+            kept.append((parts, idx, [a[idx].clone() for a in parts]))
+            for a in parts:
+                a[idx] = 0
     try:
         yield
     finally:
@@ -108,24 +113,23 @@ def stripped(learner: Any, layout: dict[str, list[int]]) -> Iterator[None]:
                 a[idx] = o
 
 
-def drop_rows(buf: Buffer, keep: torch.Tensor) -> None:
-    """Remove the buffer rows not in `keep` (a bool mask over its filled rows); the rest
-    move up in order. A reservoir buffer then fills its free rows first (its count of
-    samples offered becomes its size)."""
-    if bool(keep.all()):
-        return
-    assert buf.x_ is not None and buf.y_ is not None and buf.t_ is not None
-    idx = keep.nonzero().squeeze(1).to(buf.x_.device)
-    k = int(idx.numel())
-    arrays = [buf.x_, buf.y_, buf.t_, *buf.extras_.values()]
-    if isinstance(buf, HerdingBuffer):
-        arrays.append(buf.rank_)
-    for a in arrays:
-        a[:k] = a[idx.to(a.device)].clone()
-        a[k : buf.size_] = 0
-    buf.size_ = k
-    if isinstance(buf, ReservoirBuffer):
-        buf.seen_ = k
+def scrub(
+    learner: Any, layout: dict[str, list[int]], gone: set[bytes]
+) -> tuple[dict[str, list[int]], int]:
+    """Zero, in place, the rows whose features are in `gone`; returns `layout` with their
+    positions added (`attach` then drops them: their memory rows, if any, went with their
+    samples) and how many rows were zeroed. What `forget` does to a version saved with
+    such samples in its files."""
+    out, zeroed = {k: list(v) for k, v in layout.items()}, 0
+    for slot, view in sample_rows(learner):
+        hit = [p for p, b in enumerate(view.row_bytes()) if b in gone]
+        for parts, idx, _ in view.locate(hit):
+            for a in parts:
+                a[idx] = 0
+        if hit:
+            out[str(slot)] = sorted(set(out.get(str(slot), [])) | set(hit))
+            zeroed += len(hit)
+    return out, zeroed
 
 
 def keep_unmatched(conn: Connection) -> bool:
@@ -136,9 +140,9 @@ def keep_unmatched(conn: Connection) -> bool:
 
 
 def attach(dep: Any, conn: Connection, learner: Any, version: dict[str, Any]) -> dict[str, int]:
-    """Refill `learner`'s buffers (loaded from `version`) from the store: stripped rows
-    get their samples back, rows whose sample is gone are removed, unmatched rows stay
-    if `keep_unmatched`. Returns counts: refilled, dropped, unmatched kept."""
+    """Refill the rows `learner` keeps (loaded from `version`) from the store: stripped
+    rows get their samples back, rows whose sample is gone are removed, unmatched rows
+    stay if `keep_unmatched`. Returns counts: refilled, dropped, unmatched kept."""
     m, s = store.memory, store.samples
     found = conn.execute(
         select(m.c.slot, m.c.position, s.c.x, s.c.label, s.c.task)
@@ -151,26 +155,39 @@ def attach(dep: Any, conn: Connection, learner: Any, version: dict[str, Any]) ->
     layout = version.get("memory_layout") or {}
     keep_other = keep_unmatched(conn)
     counts = {"refilled": 0, "dropped": 0, "unmatched": 0}
-    for slot, buf in buffers(learner):
-        if buf.size_ == 0:
+    for slot, view in sample_rows(learner):
+        n = view.size()
+        if n == 0:
             continue
-        assert buf.x_ is not None and buf.y_ is not None and buf.t_ is not None
         rows: dict[int, Any] = by_slot.get(slot, {})
-        stripped_at = set(layout.get(str(slot), []))
-        keep = torch.zeros(buf.size_, dtype=torch.bool)
-        for pos in range(buf.size_):
-            r = rows.get(pos)
-            if r is not None:
-                x = np.frombuffer(r.x, np.float32).reshape(tuple(buf.x_.shape[1:]))
-                buf.x_[pos] = torch.from_numpy(x.copy()).to(buf.x_.device, buf.x_.dtype)
-                buf.y_[pos] = int(r.label if r.label is not None else buf.y_[pos])
-                buf.t_[pos] = int(r.task)
-                keep[pos], counts["refilled"] = True, counts["refilled"] + 1
-            elif pos not in stripped_at and keep_other:
-                keep[pos], counts["unmatched"] = True, counts["unmatched"] + 1
+        _refill(view, rows)
+        present, stripped_at = _mask(n, rows), _mask(n, layout.get(str(slot), []))
+        keep = present | (~stripped_at & keep_other)
+        counts["refilled"] += int(present.sum())
+        counts["unmatched"] += int((keep & ~present).sum())
         counts["dropped"] += int((~keep).sum())
-        drop_rows(buf, keep)
+        view.drop(keep)
     return counts
+
+
+def _mask(n: int, positions: Any) -> torch.Tensor:
+    """A bool mask of `n` rows, True at `positions` (those beyond `n` ignored)."""
+    out = torch.zeros(n, dtype=torch.bool)
+    idx = [int(p) for p in positions if 0 <= int(p) < n]
+    if idx:
+        out[torch.tensor(idx, dtype=torch.long)] = True
+    return out
+
+
+def _refill(view: Rows, rows: dict[int, Any]) -> None:
+    """Write the stored samples `rows` (position -> features, label, task) into `view`."""
+    for (x, y, t), idx, start in view.locate(sorted(rows)):
+        got = [rows[start + int(i)] for i in idx]
+        feats = np.stack([np.frombuffer(r.x, np.float32) for r in got])
+        x[idx] = torch.from_numpy(feats.reshape(len(got), *x.shape[1:])).to(x.device, x.dtype)
+        labels = [int(r.label) if r.label is not None else int(y[i]) for r, i in zip(got, idx)]
+        y[idx] = torch.tensor(labels, dtype=y.dtype, device=y.device)
+        t[idx] = torch.tensor([int(r.task) for r in got], dtype=t.dtype, device=t.device)
 
 
 def memory_ids(conn: Connection, version: str | None) -> list[int]:

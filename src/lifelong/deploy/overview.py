@@ -36,6 +36,16 @@ def _memory(conn: Connection, prod: dict[str, Any] | None) -> dict[str, Any]:
     return {"rows": rows, "unmatched": unmatched, "unmatched_kept": keep_unmatched(conn)}
 
 
+def _latest_decision(conn: Connection) -> dict[str, Any] | None:
+    """The policy's latest decision: the `last_decision` setting (written by every
+    `update`, logged or not: `stateful.log_decision`; `repeats` counts the identical
+    no-ops since the one logged at `logged_at`), else the last one in the audit log."""
+    latest = store.get_setting(conn, "last_decision")
+    if isinstance(latest, dict):
+        return {k: v for k, v in latest.items() if k != "shape"}
+    return _last(conn, "decision")
+
+
 def status(path: PathArg, last: int = 10) -> dict[str, Any]:
     """Versions, aliases, the policy, pending samples (labelled since production was
     trained; unlabelled received since), the last decision with its trigger scores,
@@ -48,7 +58,7 @@ def status(path: PathArg, last: int = 10) -> dict[str, Any]:
         seen = 0 if prod is None else int(prod["window_to"])
         a = store.audit
         recent = conn.execute(a.select().order_by(a.c.id.desc()).limit(last)).all()
-        decision = _last(conn, "decision")
+        decision = _latest_decision(conn)
         return {
             "versions": dep.versions(conn),
             "production": name,

@@ -1,6 +1,7 @@
 """`update`: what a cron job runs. The deployment's policy (`lifelong.deploy.policies`)
 looks at an `Observation` built from the store and decides; the decision and its trigger
-scores go to the audit log. Then nothing runs, or a retrain from scratch on the retained
+scores go to the audit log (a repeated no-op only once a day: `log_decision`; `status`
+shows the latest either way). Then nothing runs, or a retrain from scratch on the retained
 labelled data (a new major version, kind "full"), or a stateful update: the production
 version, its replay memory refilled from the store, fine-tuned on the labels that arrived
 since it was trained (the next minor: `v2.3` is the third stateful update since the full
@@ -13,7 +14,10 @@ killed in between) is removed by the next update. Only one update runs at a time
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,7 +117,7 @@ def update(path: PathArg, *, force: bool = False, now: float | None = None) -> d
         decision = {"policy": policy.name, "ran": d.run, "mode": d.mode, "reason": d.reason,
                     "scores": d.scores, "forced": force}  # fmt: skip
         with store.transaction(dep.engine) as conn:
-            dep.log(conn, "decision", at=now, **decision)
+            log_decision(dep, conn, decision, now)
         if not d.run:
             return decision
         stateful = d.mode == "stateful" and learner is not None
@@ -122,6 +126,49 @@ def update(path: PathArg, *, force: bool = False, now: float | None = None) -> d
         out = train_version(dep, settings, prod, learner if stateful else None, now,
                             after=after, change=change)  # fmt: skip
     return {**decision, **out}
+
+
+#: a run of identical no-op decisions still logs one row this often (the log shows the
+#: policy kept deciding)
+NOOP_LOG_EVERY_S = 86400.0
+
+
+def _shape(decision: dict[str, Any]) -> list[Any]:
+    """What makes two decisions the same for the audit log: policy, outcome, mode,
+    forced, and the reason with its figures masked ("not due: 40s < every_s=3600" and
+    "not due: 100s < every_s=3600" are one)."""
+    reason = re.sub(r"\d+(?:\.\d+)?", "#", str(decision["reason"]))
+    return [decision["policy"], bool(decision["ran"]), decision["mode"], bool(decision["forced"]),
+            reason]  # fmt: skip
+
+
+def log_decision(dep: Deployment, conn: Connection, decision: dict[str, Any], now: float) -> bool:
+    """Record `decision` (in the caller's transaction): always as the deployment's
+    latest decision (setting `last_decision`, one row, what `status` shows), and in the
+    audit log unless it is a no-op the same (`_shape`) as the last one logged, which was
+    logged less than `NOOP_LOG_EVERY_S` ago: a cron job asking every minute and told
+    "nothing to do" adds one row, not one a minute. Returns whether a row was written."""
+    last = store.get_setting(conn, "last_decision")
+    shape = _shape(decision)
+    same = (
+        not decision["ran"]
+        and isinstance(last, dict)
+        and last.get("shape") == shape
+        and now - float(last.get("logged_at", -math.inf)) < NOOP_LOG_EVERY_S
+    )
+    if not same:
+        dep.log(conn, "decision", at=now, **decision)
+    repeats = int(last.get("repeats", 0)) + 1 if same and isinstance(last, dict) else 0
+    logged_at = float(last["logged_at"]) if same and isinstance(last, dict) else now
+    record = {"at": now, **decision, "shape": shape, "logged": not same, "logged_at": logged_at,
+              "repeats": repeats}  # fmt: skip
+    store.put_setting(conn, "last_decision", json.loads(json.dumps(record, default=_plain)))
+    return not same
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as its Python value (anything else as text), for JSON."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def _change(policy: Any, obs: Any) -> str:
@@ -230,7 +277,7 @@ def write_version(
     fault_point("version-folder-written")
     accuracies = _accuracies(cand.learner, cand.new, cand.earlier)
     verdict, figures = gate.judge(th, accuracies, before, change=cand.change)
-    held = sum(b.size_ for _, b in memory.buffers(cand.learner))
+    held = memory.held(cand.learner)
     metrics = {"train_seconds": round(cand.seconds, 4), "holdout": len(cand.new),
                "earlier_holdout": len(cand.earlier), **figures, "memory_rows": len(rows),
                "memory_unmatched": held - len(rows)}  # fmt: skip
