@@ -134,9 +134,10 @@ def create(
 
 
 def _buffered(learner: Any) -> int:
-    from lifelong.deploy.memory import buffers
+    """Sample rows the run's learner keeps in every part (buffers, GEM memories, exemplars)."""
+    from lifelong.deploy.memory import held
 
-    return sum(b.size_ for _, b in buffers(learner))
+    return held(learner)
 
 
 def apply_retention(dep: Deployment, conn: Any, now: float) -> int:

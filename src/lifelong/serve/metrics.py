@@ -28,10 +28,15 @@ class DeploymentCollector(Collector):
         self.dep, self.served, self.updater = dep, served, updater
 
     def _scores(self, conn: Any) -> dict[str, float]:
-        a = store.audit
-        q = a.select().where(a.c.details.like('%"scores"%')).order_by(a.c.id.desc()).limit(1)
-        row = conn.execute(q).first()
-        scores = json.loads(row.details).get("scores") if row is not None else None
+        """The latest decision's trigger scores (the `last_decision` setting, written by
+        every update, even a no-op the audit log leaves out), else the last audited ones."""
+        latest = store.get_setting(conn, "last_decision")
+        scores = latest.get("scores") if isinstance(latest, dict) else None
+        if not isinstance(scores, dict):
+            a = store.audit
+            q = a.select().where(a.c.details.like('%"scores"%')).order_by(a.c.id.desc()).limit(1)
+            row = conn.execute(q).first()
+            scores = json.loads(row.details).get("scores") if row is not None else None
         if not isinstance(scores, dict):
             return {}
         return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
