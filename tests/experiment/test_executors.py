@@ -144,6 +144,36 @@ def test_ray_executor_gives_the_same_results_as_local(tmp_path):
     assert "experience 3/3" in log
 
 
+USER_MODEL = """
+from torch import nn
+
+
+def make(input_shape, n_classes, width=16):
+    net = nn.Module()
+    net.backbone = nn.Sequential(nn.Flatten(), nn.LazyLinear(width), nn.ReLU())
+    net.feature_size = width
+    net.head = nn.Linear(width, n_classes)
+    net.forward = lambda x: net.head(net.backbone(x))
+    return net
+"""
+
+
+@pytest.mark.slow
+def test_ray_workers_import_a_model_module_from_the_current_folder(tmp_path, monkeypatch):
+    """A user's `MODULE:FACTORY` beside them (not installed, no PYTHONPATH) in Ray's worker
+    processes, which do not start in the driver's folder by themselves."""
+    pytest.importorskip("ray")
+    (tmp_path / "usernets").mkdir()
+    (tmp_path / "usernets" / "__init__.py").write_text("")
+    (tmp_path / "usernets" / "tiny.py").write_text(USER_MODEL)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    exp = experiment(tmp_path, model="usernets.tiny:make(width=8)", strategies=("naive",))
+    ray = run_sweep(replace(exp, out=str(tmp_path / "ray"), executor="ray"), trackers=[])
+    assert [r["status"] for r in ray.rows] == ["ok"], ray.rows[0].get("error")
+    assert ray.rows[0]["params"]["model"] == "usernets.tiny:make(width=8)"
+
+
 def test_ray_executor_validates_its_sizes():
     with pytest.raises(ValueError, match="must be >= 1"):
         RayExecutor(0, 1)
