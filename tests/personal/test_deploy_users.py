@@ -26,6 +26,16 @@ from lifelong.data.text import encode_texts  # noqa: E402
 from lifelong.deploy.users import forget_user, learn_user, predict_user  # noqa: E402
 from lifelong.learner import Learner  # noqa: E402
 
+
+def user_rows(dep: Path) -> dict[str, int]:
+    """The deployment's users table: {user id: revision}."""
+    from lifelong.deploy import store
+    from lifelong.deploy.deployment import Deployment
+
+    with Deployment(dep) as d, d.engine.connect() as conn:
+        return {r.id: r.revision for r in conn.execute(store.users.select())}
+
+
 GOOD = ["a wonderful film", "great acting and story", "I loved this movie", "superb, moving"]
 BAD = ["a dull film", "terrible acting", "I hated this movie", "boring and flat"]
 
@@ -52,10 +62,11 @@ def test_a_user_is_personalised_stored_alone_and_forgotten(text_deployment: Path
     assert out["ingested"] == 8 and not out["new_user"]
     assert (predict_user(dep, "ann", x)[0] == flipped).mean() > 0.8
     assert (predict_user(dep, "bob", x)[0] == before).all()  # another user: untouched
-    assert (dep / "users" / "u" / "ann").is_dir()
+    assert user_rows(dep) == {"ann": 2}  # one row (revision 2), no folder
+    assert not (dep / "users").exists()
     gone = forget_user(dep, "ann")
     assert gone["deleted"] == 16 and gone["head_deleted"]
-    assert not (dep / "users" / "u" / "ann").exists()
+    assert user_rows(dep) == {}
     assert (predict_user(dep, "ann", x)[0] == before).all()
     with pytest.raises(deploy.DeployError, match="classes"):
         learn_user(dep, "ann", x, np.array([5] * 8))

@@ -50,7 +50,9 @@ def test_users_over_http(text_deployment: Path) -> None:
         assert api.post("/v1/predict", json=bob, headers=auth(keys["predict"])).json() == before
         bad = {**teach, "subject": "someone"}
         r = api.post("/v1/feedback", json=bad, headers=auth(keys["feedback"]))
-        assert r.status_code == 422 and "'user' goes with 'rows' alone" in r.json()["detail"]
+        assert (
+            r.status_code == 422 and "'user' and 'users' go with 'rows' alone" in r.json()["detail"]
+        )
         r = api.delete("/v1/users/ann", headers=auth(keys["feedback"]))
         assert r.status_code == 403
         r = api.delete("/v1/users/ann", headers=auth(keys["admin"]))
@@ -68,3 +70,54 @@ def test_a_model_without_backbone_is_refused(deployment: tuple[Path, dict[str, s
         assert r.status_code == 422 and "pretrained backbone" in r.json()["detail"]
         r = api.post("/v1/feedback", json={**body, "labels": [1]}, headers=auth(keys["feedback"]))
         assert r.status_code == 422 and "pretrained backbone" in r.json()["detail"]
+
+
+def test_many_users_per_request_from_the_model_in_memory(
+    text_deployment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`users` (one id per row) in predict and feedback, answered by the learner the
+    server holds (loading a version from disk fails once the server is up), with the
+    heads cached and refreshed by their rows' revisions; bad `users` get a 422 naming it."""
+    from lifelong.deploy.deployment import Deployment
+
+    dep, rows = text_deployment, encode_texts(GOOD + BAD).tolist()
+    keys, plain = make_keys(dep), [0] * 4 + [1] * 4
+    flipped = [1 - v for v in plain]
+    with TestClient(create_app(dep, updater=False)) as api:
+
+        def no_disk(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a user request loaded a version from disk")
+
+        monkeypatch.setattr(Deployment, "load_learner", no_disk)
+        post = lambda route, body, scope: api.post(route, json=body, headers=auth(keys[scope]))  # noqa: E731
+        production = post("/v1/predict", {"rows": rows, "record": False}, "predict").json()
+        teach = {"rows": rows * 2, "labels": flipped + plain, "users": ["ann"] * 8 + ["bob"] * 8}
+        for _ in range(2):
+            r = post("/v1/feedback", teach, "feedback")
+            assert r.status_code == 200, r.text
+        assert r.json()["details"]["users"] == 2 and r.json()["stored"] == 16
+        mixed = ["ann", "bob", "cy"] * 2 + ["ann", "bob"]
+        r = post("/v1/predict", {"rows": rows, "users": mixed}, "predict")
+        assert r.status_code == 200, r.text
+        got = r.json()["classes"]
+        alone = {
+            u: post("/v1/predict", {"rows": rows, "user": u, "record": False}, "predict").json()
+            for u in ("ann", "bob", "cy")
+        }
+        assert got == [alone[u]["classes"][i] for i, u in enumerate(mixed)]
+        assert np.mean(np.array(alone["ann"]["classes"]) == flipped) > 0.8
+        assert alone["cy"]["classes"] == production["classes"]  # no head: production's
+        assert len(r.json()["ids"]) == 8  # recorded, each row with its user as subject
+        bad = [
+            ({"rows": rows, "users": ["ann"] * 3}, "'users' has 3 ids but 'rows' has 8 rows"),
+            ({"rows": rows, "users": ["ann", "../x"] * 4}, "users.1"),
+            ({"rows": rows, "users": ["ann"] * 8, "user": "ann"}, "not both"),
+        ]
+        for body, why in bad:
+            r = post("/v1/predict", body, "predict")
+            assert r.status_code == 422 and why in r.json()["detail"], r.text
+            r = post("/v1/feedback", {**body, "labels": plain}, "feedback")
+            assert r.status_code == 422 and why in r.json()["detail"], r.text
+        assert api.delete("/v1/users/ann", headers=auth(keys["admin"])).json()["head_deleted"]
+        again = post("/v1/predict", {"rows": rows, "user": "ann", "record": False}, "predict")
+        assert again.json()["classes"] == production["classes"]

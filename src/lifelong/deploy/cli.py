@@ -1,4 +1,5 @@
-"""`lifelong deploy create|ingest|predict|label|update|promote|rollback|status|forget|keys`.
+"""`lifelong deploy create|ingest|predict|label|update|promote|rollback|status|forget|keys`
+(`keys create|list|revoke`).
 Only the standard library at import: `lifelong --help` stays free of torch."""
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     i.add_argument("--data", required=True, help=".csv (with a header) or .npz (x, y, subject, t)")
     i.add_argument("--target", default=None, help="label column (CSV); no labels without it")
     i.add_argument("--subject-column", default=None, help="subject id column (CSV)")
+    i.add_argument("--text-column", default=None, help="column of texts, the one feature (CSV)")
     i.add_argument("--user", default=None, help="a user's upload: stored, personalises their head")
+    i.add_argument(
+        "--user-column", default=None, metavar="NAME",
+        help="users' uploads, a user id per row (CSV column or .npz array NAME): stored, "
+        "every named user's head learns in one batched update",
+    )  # fmt: skip
     pr = sub.add_parser("predict", help="predict with the production version")
     pr.add_argument("dir")
     pr.add_argument("--data", required=True, help=".csv (numeric columns) or .npz (array x)")
@@ -55,7 +62,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pr.add_argument("--target", default=None, help="a label column to leave out (CSV)")
     pr.add_argument("--subject-column", default=None, help="subject id column (CSV), recorded")
     pr.add_argument("--no-record", action="store_true", help="do not store inputs and predictions")
+    pr.add_argument("--text-column", default=None, help="column of texts, the one feature (CSV)")
     pr.add_argument("--user", default=None, help="predict with this user's head (not recorded)")
+    pr.add_argument(
+        "--user-column", default=None, metavar="NAME",
+        help="a user id per row (CSV column or .npz array NAME): each row by its user's head",
+    )  # fmt: skip
     lb = sub.add_parser("label", help="labels for samples stored earlier (ids from predict/ingest)")
     lb.add_argument("dir")
     lb.add_argument("--data", required=True, help=".csv with an id column and a label column")
@@ -88,6 +100,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     kc.add_argument("--scope", required=True, choices=["predict", "feedback", "admin"],
                     help="predict < feedback (also predicts) < admin (everything)")  # fmt: skip
     kc.add_argument("--name", default=None, help="its name in the audit log (default SCOPE-N)")
+    kl = ks.add_parser("list", help="name, scope, created, last used of each key (never the key)")
+    kl.add_argument("dir")
+    kl.add_argument("--json", action="store_true", help="print the list as JSON")
+    kr = ks.add_parser("revoke", help="revoke key NAME (servers refuse it within a second)")
+    kr.add_argument("dir")
+    kr.add_argument("name", metavar="NAME")
 
 
 def _options(items: list[str], flag: str) -> dict[str, Any]:
@@ -123,6 +141,32 @@ def _read_labels(path: str, id_column: str, target: str) -> tuple[list[str], lis
             raise ValueError(f"{p}: no column {name!r}; columns: {', '.join(header)}")
     i, j = header.index(id_column), header.index(target)
     return [r[i].strip() for r in rows[1:]], [r[j].strip() for r in rows[1:]]
+
+
+def _read_users(args: argparse.Namespace) -> tuple[Any, Any, Any, list[str] | None]:
+    """(features, labels, users, feature columns) of `--data` with `--user ID` or
+    `--user-column NAME` (a CSV column, or an array of a `.npz`)."""
+    from pathlib import Path
+
+    from lifelong.deploy.schema import read_batch
+
+    if args.user is not None and args.user_column is not None:
+        raise SystemExit("give --user ID or --user-column NAME, not both")
+    column = args.user_column
+    npz = Path(args.data).suffix.lower() == ".npz"
+    x, y, subject, _, cols = read_batch(
+        args.data, args.target, None if npz else column or args.subject_column, args.text_column
+    )
+    if column is not None and npz:
+        import numpy as np
+
+        with np.load(args.data, allow_pickle=False) as z:
+            if column not in z:
+                raise SystemExit(
+                    f"{args.data}: no array {column!r} (--user-column); has {sorted(z.files)}"
+                )
+            subject = z[column]
+    return x, y, args.user if args.user is not None else subject, cols
 
 
 def _acc(v: Any) -> str:
@@ -165,6 +209,10 @@ def main(args: argparse.Namespace) -> int:
     from lifelong.deploy.schema import read_batch
 
     a, d = args.deploy_command, args.dir
+    if a == "keys" and args.keys_command != "create":
+        from lifelong.serve.keys import keys_command
+
+        return keys_command(d, args.keys_command, args)
     if a == "keys":
         from lifelong.deploy.deployment import Deployment
         from lifelong.serve.keys import create_key
@@ -185,21 +233,27 @@ def main(args: argparse.Namespace) -> int:
             gate=_options(args.gate, "--gate"),
         )  # fmt: skip
     elif a == "ingest":
-        x, y, subject, task, cols = read_batch(args.data, args.target, args.subject_column)
-        if args.user is not None:
-            from lifelong.deploy.users import learn_user
+        if args.user is not None or args.user_column is not None:
+            from lifelong.deploy.users import learn_users
 
-            out = learn_user(d, args.user, x, y, columns=cols)
+            x, y, users, cols = _read_users(args)
+            out = learn_users(d, x, y, users, columns=cols)
         else:
+            x, y, subject, task, cols = read_batch(
+                args.data, args.target, args.subject_column, args.text_column
+            )
             out = deploy.ingest(d, x, y, subject, task=task, columns=cols)
     elif a == "predict":
-        x, _, subject, task, cols = read_batch(args.data, args.target, args.subject_column)
-        if args.user is not None:
+        if args.user is not None or args.user_column is not None:
             from lifelong.deploy.serving import Prediction
-            from lifelong.deploy.users import predict_user
+            from lifelong.deploy.users import predict_users
 
-            pred = Prediction(*predict_user(d, args.user, x, columns=cols))
+            x, _, users, cols = _read_users(args)
+            pred = Prediction(*predict_users(d, x, users, columns=cols))
         else:
+            x, _, subject, task, cols = read_batch(
+                args.data, args.target, args.subject_column, args.text_column
+            )
             pred = deploy.predict(
                 d, x, subject=subject, task=task, columns=cols, record=not args.no_record
             )

@@ -7,7 +7,13 @@ goes to text columns. One deployment per database (the table names are fixed).
 A sample's `lseq` orders labels by arrival (set when its label arrives, at ingest or
 later): a version's window is the `lseq` range it learned. Predictions, replay-memory rows
 and holdout rows refer to samples and go with them (`ON DELETE CASCADE`), so retention and
-`forget` delete a sample from every table in one statement."""
+`forget` delete a sample from every table in one statement.
+
+A user of a deployment (`lifelong.deploy.users`) is one row of `users`: their personal
+head, rule state and replay memory as one byte string (`persist.user_to_bytes`: tensors +
+JSON), created and updated times, and a revision that each write increments (a server's
+cache of heads compares it; a write expects the revision it read). A deployment created
+before this table gets it when users are first used (`users.open_users`)."""
 
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
     text,
 )
@@ -160,6 +167,17 @@ keys = Table(  # API keys of `lifelong serve` (lifelong.serve.keys): only their 
 )
 
 
+users = Table(  # users' personal heads (lifelong.deploy.users), one row per user
+    "users",
+    metadata,
+    Column("id", String(128), primary_key=True),  # a checked user id (`check_user_id`)
+    Column("state", LargeBinary, nullable=False),  # head, rule state, memory (user_to_bytes)
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("revision", Integer, nullable=False),  # 1 at creation, +1 per write
+)
+
+
 def normalize_url(url: str) -> str:
     """`postgresql://` means psycopg (3) unless psycopg2 is installed."""
     if url.startswith(("postgresql://", "postgres://")):
@@ -202,8 +220,9 @@ def transaction(engine: Engine) -> Iterator[Connection]:
 
 def compact(engine: Engine) -> None:
     """Make deleted rows' bytes really gone from the database files: SQLite `VACUUM`
-    and a truncating WAL checkpoint; PostgreSQL `VACUUM FULL` of the samples table (a
-    rewritten table file; the server's WAL segments keep old records until recycled)."""
+    and a truncating WAL checkpoint; PostgreSQL `VACUUM FULL` of the samples, audit and
+    users tables (rewritten table files; the server's WAL segments keep old records until
+    recycled)."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         if is_sqlite(engine):
             conn.execute(text("VACUUM"))
@@ -213,6 +232,8 @@ def compact(engine: Engine) -> None:
         elif engine.dialect.name == "postgresql":
             conn.execute(text("VACUUM FULL samples"))
             conn.execute(text("VACUUM FULL audit"))
+            if inspect(conn).has_table("users"):  # deployments older than the table
+                conn.execute(text("VACUUM FULL users"))
 
 
 def get_setting(conn: Connection, key: str, default: Any = None) -> Any:

@@ -1,5 +1,6 @@
 """A folder of users: one state directory per user, so that a user is saved, loaded and
-forgotten alone (a deployment keeps one as `DIR/users/`).
+forgotten alone. (Deployments kept their users as one in `DIR/users/` before the store's
+`users` table; `lifelong.deploy.users` moves such a folder into the table.)
 
     ROOT/config.json          dim, classes, default rule, training settings, seed
     ROOT/shared/              the shared head (when there is one), a `save_user` folder

@@ -3,24 +3,45 @@
 `save(model, path)` writes the whole model (stacked heads in three tensors, each user's
 rule, memory and EWC state) in one `serialize.write_state_dir`; `load(path)` reads it back
 so that predictions and later updates continue bit for bit. `user_payload` /
-`restore_user` move one user alone (a deployment keeps one folder per user with
-`save_user` / `load_user`, so that forgetting a user deletes exactly their files).
+`restore_user` move one user alone: `save_user` / `load_user` as a folder (`UserFolder`),
+`user_to_bytes` / `user_from_bytes` as one byte string (a deployment keeps one row per
+user in its store, so that forgetting a user deletes exactly their row).
+
+The bytes of a user are `MAGIC`, the length of a JSON header (8 bytes, little-endian), the
+header (the model's settings, the user id, their nested state with `serialize` tensor
+markers, and each tensor's dtype, shape and place in the data), the tensors' raw bytes in
+C order, and a SHA-256 of everything before it: no pickle, and a damaged string raises
+`CheckpointError`.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import struct
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from lifelong.memory.buffers import ReservoirBuffer
 from lifelong.personal.train import HeadRule, HeadTraining
 from lifelong.personal.users import SHARED, PersonalHeads, UserState
-from lifelong.serialize import CheckpointError, PathLike, read_state_dir, require, write_state_dir
+from lifelong.serialize import (
+    CheckpointError,
+    PathLike,
+    decode,
+    encode,
+    read_state_dir,
+    require,
+    write_state_dir,
+)
 
 KIND, VERSION = "lifelong-personal", 1
+MAGIC = b"LLPU1\n"  # a user's bytes (`user_to_bytes`), format 1
 
 
 def _state(s: UserState) -> dict[str, Any]:
@@ -34,8 +55,14 @@ def _state(s: UserState) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _rule(spec: str) -> HeadRule:
+    """`HeadRule.parse`, once per spec (rules are frozen: users may share one)."""
+    return HeadRule.parse(spec)
+
+
 def _restore_state(d: dict[str, Any]) -> UserState:
-    rule = HeadRule.parse(d["rule"])
+    rule = _rule(d["rule"])
     mem = None
     if d["memory"] is not None:
         mem = ReservoirBuffer(rule.mem_size)
@@ -134,5 +161,54 @@ def load_user(model: PersonalHeads, path: PathLike) -> str:
     require(p, ("kind", "user", "weight", "bias", "seen", "state"), Path(path))
     if p["kind"] != KIND:
         raise CheckpointError(f"{path}: not a {KIND} user folder")
+    restore_user(model, p["user"], p)
+    return str(p["user"])
+
+
+def user_to_bytes(model: PersonalHeads, uid: str) -> bytes:
+    """One user's head and state as bytes (the format in the module docstring)."""
+    tensors: dict[str, torch.Tensor] = {}
+    nested = encode({**_header(model), "user": uid, **user_payload(model, uid)}, "", tensors, {})
+    index, parts, offset = [], [], 0
+    for key, t in tensors.items():
+        a = np.ascontiguousarray(t.detach().cpu().numpy())
+        parts.append(a.tobytes())
+        index.append([key, a.dtype.str, list(a.shape), offset, a.nbytes])
+        offset += a.nbytes
+    head = json.dumps({"payload": nested, "tensors": index}, separators=(",", ":")).encode()
+    body = MAGIC + struct.pack("<Q", len(head)) + head + b"".join(parts)
+    return body + hashlib.sha256(body).digest()
+
+
+def read_user_bytes(blob: bytes) -> dict[str, Any]:
+    """The payload of `user_to_bytes` (tensors rebuilt, copies); `CheckpointError` if
+    the bytes are not such a string or were damaged."""
+    blob = bytes(blob)
+    body, digest = blob[:-32], blob[-32:]
+    if not body.startswith(MAGIC) or hashlib.sha256(body).digest() != digest:
+        raise CheckpointError("not the bytes of a personal head (bad magic or checksum)")
+    start = len(MAGIC) + 8
+    (n,) = struct.unpack("<Q", body[len(MAGIC) : start])
+    try:
+        meta = json.loads(body[start : start + n])
+        data = memoryview(body)[start + n :]
+        tensors = {}
+        for key, dtype, shape, offset, nbytes in meta["tensors"]:
+            a = np.frombuffer(data[offset : offset + nbytes], dtype=np.dtype(dtype))
+            tensors[key] = torch.from_numpy(a.reshape(shape).copy())
+        payload = decode(meta["payload"], tensors, {}, None)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"the bytes of a personal head cannot be read: {e}") from None
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        raise CheckpointError(f"not the bytes of a {KIND} user")
+    return payload
+
+
+def user_from_bytes(model: PersonalHeads, blob: bytes) -> str:
+    """Put the user of `user_to_bytes` bytes into `model` (replacing them if present);
+    return their id."""
+    p = read_user_bytes(blob)
+    if not all(k in p for k in ("user", "weight", "bias", "seen", "state")):
+        raise CheckpointError("the bytes of a personal head miss entries")
     restore_user(model, p["user"], p)
     return str(p["user"])

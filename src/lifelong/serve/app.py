@@ -28,7 +28,7 @@ from lifelong.deploy.schema import check_batch
 from lifelong.serve import schemas as s
 from lifelong.serve.guard import Guard
 from lifelong.serve.keys import Key, KeyRing
-from lifelong.serve.live import LiveModel
+from lifelong.serve.live import LiveModel, LiveUsers
 from lifelong.serve.metrics import DeploymentCollector, Metrics
 from lifelong.serve.updater import Updater
 
@@ -52,6 +52,7 @@ class Service:
         self.dep = Deployment(path)
         self.keys = KeyRing(self.dep.engine)
         self.live = LiveModel(self.dep, interval=poll_s)
+        self.users = LiveUsers(self.dep)  # users' heads on the live learner
         self.updater = Updater(path, check_every=check_every_s, enabled=updater)
         self.metrics = Metrics()
         self.metrics.registry.register(DeploymentCollector(self.dep, self.live, self.updater))
@@ -85,37 +86,43 @@ def _key(request: Request) -> Key:
     return key
 
 
-def _predict_user(svc: Service, body: s.PredictIn, user: str) -> s.PredictOut:
-    """Rows by `user`'s personal head (production's for a user without one); recorded
-    with the user as subject (unless `subject` says otherwise), so `forget_user` covers them."""
-    from lifelong.deploy.users import predict_user
-
-    x = np.asarray(body.rows, dtype=np.float32)
-    classes, version = predict_user(svc.path, user, x)
-    ids = None
-    if body.record:
-        subject = body.subject if body.subject is not None else user
-        batch = check_batch(x, None, subject, None, shape=None)
-        with store.transaction(svc.dep.engine) as conn:
-            ids = deploy.record_predictions(
-                svc.dep, conn, batch.x, classes, version, batch.subject, None, time.time()
-            )
-        svc.updater.activity()
-    svc.metrics.rows.labels("predicted").inc(len(classes))
-    return s.PredictOut(
-        version=version, classes=[int(c) for c in classes], probabilities=None, ids=ids
-    )
-
-
-def _predict(svc: Service, body: s.PredictIn) -> s.PredictOut:
-    if body.user is not None:
-        if body.task is not None:
-            raise DeployError("'task' does not go with 'user' (personal heads have no tasks)")
-        return _predict_user(svc, body, body.user)
+def _served(svc: Service) -> Any:
     served = svc.live.current
     if served is None:
         why = svc.live.error or "no production version yet: send labelled feedback and update"
         raise HTTPException(503, why)
+    return served
+
+
+def _predict_users(svc: Service, body: s.PredictIn, users: str | list[str]) -> s.PredictOut:
+    """Rows by their users' personal heads (production's for a user without one), with
+    the learner this process serves and its cache of heads (`LiveUsers`); recorded with
+    each row's user as subject (unless `subject` says otherwise), so `forget_user` covers
+    them."""
+    if body.task is not None:
+        raise DeployError("'task' does not go with 'user' (personal heads have no tasks)")
+    served = _served(svc)
+    x = np.asarray(body.rows, dtype=np.float32)
+    classes = svc.users.predict(served, x, users)
+    ids = None
+    if body.record:
+        subject = body.subject if body.subject is not None else users
+        with store.transaction(svc.dep.engine) as conn:
+            ids = deploy.record_predictions(
+                svc.dep, conn, x, classes, served.version, subject, None, time.time()
+            )
+        svc.updater.activity()
+    svc.metrics.rows.labels("predicted").inc(len(classes))
+    return s.PredictOut(
+        version=served.version, classes=[int(c) for c in classes], probabilities=None, ids=ids
+    )
+
+
+def _predict(svc: Service, body: s.PredictIn) -> s.PredictOut:
+    users = body.users if body.users is not None else body.user
+    if users is not None:
+        return _predict_users(svc, body, users)
+    served = _served(svc)
     learner = served.learner
     batch = check_batch(body.rows, None, body.subject, body.task, shape=learner.input_shape)
     task = batch.task if learner.scenario == "task" else None
@@ -151,11 +158,12 @@ def _predict(svc: Service, body: s.PredictIn) -> s.PredictOut:
 
 
 def _feedback(svc: Service, body: s.FeedbackIn) -> s.FeedbackOut:
-    if body.user is not None:
-        from lifelong.deploy.users import learn_user
-
-        details = learn_user(svc.path, body.user, np.asarray(body.rows, dtype=np.float32),
-                             np.asarray(body.labels))  # fmt: skip
+    users = body.users if body.users is not None else body.user
+    if users is not None:
+        x = np.asarray(body.rows, dtype=np.float32)
+        details = svc.users.learn(_served(svc), x, np.asarray(body.labels), users)
+        if isinstance(users, str):
+            details["new_user"] = details["new_users"] == 1
         n, form = int(details["ingested"]), "samples"
     elif body.ids is not None:
         out = deploy.label(svc.path, body.ids, body.labels)
@@ -259,6 +267,7 @@ def routes(svc: Service) -> APIRouter:
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
         out = forget_user(svc.path, user)
+        svc.users.drop(user)
         svc.audit(_key(request), "forget_user", subject_hash=out["subject_hash"],
                   deleted=out["deleted"], head_deleted=out["head_deleted"])  # fmt: skip
         keep = ("subject_hash", "deleted", "versions_holding", "head_deleted")

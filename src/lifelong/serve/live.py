@@ -5,7 +5,13 @@ passed the gate, made by any replica or the command line).
 A background thread reads the alias every `interval` seconds (one small query); when it
 names another version, the thread loads that version and then replaces the reference
 to the served model in one assignment. Requests read the reference once, so each is
-answered wholly by the old or wholly by the new version, and never waits for a load."""
+answered wholly by the old or wholly by the new version, and never waits for a load.
+
+`LiveUsers` answers and trains users (`lifelong.deploy.users`) with that same learner in
+memory: it keeps the heads of the users it has seen (`UserHeads`, a `PersonalHeads` whose
+shared head is production's), and each request reads its users' row revisions (one
+SELECT) and reloads only the heads whose row changed (an update by any replica, or a
+forget). A new production version starts a new cache (its head is the shared head)."""
 
 from __future__ import annotations
 
@@ -15,7 +21,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from lifelong.deploy.deployment import Deployment
+from lifelong.deploy.users import Production, UserHeads, features, learn_users, open_users
 
 log = logging.getLogger("lifelong.serve")
 
@@ -71,3 +80,51 @@ class LiveModel:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class LiveUsers:
+    """Users' heads on the served learner, cached across requests (see the module
+    docstring); at most `max_users` heads are kept (then the cache starts afresh)."""
+
+    def __init__(self, dep: Deployment, max_users: int = 100_000) -> None:
+        self.dep, self.max_users = dep, max_users
+        self._heads: UserHeads | None = None
+        self._lock = threading.Lock()
+        self._opened = False
+
+    def drop(self, user: str) -> None:
+        """Forget `user`'s cached head now (their row is gone)."""
+        h = self._heads
+        if h is not None:
+            with h.lock:
+                h.drop(user)
+
+    def heads(self, served: Served) -> UserHeads:
+        """The cache for `served` (a new one when production changed)."""
+        with self._lock:
+            if not self._opened:  # the users table (a deployment older than it gets it)
+                open_users(self.dep)
+                self._opened = True
+            h = self._heads
+            if (
+                h is None
+                or h.prod.learner is not served.learner
+                or len(h.revisions) > self.max_users
+            ):
+                prod = Production(served.learner, served.version, served.lock)
+                h = self._heads = UserHeads(prod)
+            return h
+
+    def predict(self, served: Served, x: Any, users: str | list[str]) -> np.ndarray:
+        """Class ids, row `i` by the head of its user (production's for a user without one)."""
+        heads = self.heads(served)
+        xs, feats = features(heads.prod, x)
+        ids = [users] * len(xs) if isinstance(users, str) else list(users)
+        with heads.lock:
+            with self.dep.engine.connect() as conn:
+                heads.sync(conn, ids)
+            return heads.predict(feats, ids)
+
+    def learn(self, served: Served, x: Any, y: Any, users: str | list[str]) -> dict[str, Any]:
+        """Store the users' rows and train their heads (`learn_users`) on the served learner."""
+        return learn_users(self.dep, x, y, users, production=self.heads(served).prod)

@@ -33,6 +33,15 @@ Subject = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(cle
 Subjects = Subject | Annotated[list[Subject | None], Field(max_length=MAX_ROWS)] | None
 Tasks = ClassId | Annotated[list[ClassId], Field(max_length=MAX_ROWS)] | None
 User = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")]
+Users = Annotated[list[User], Field(min_length=1, max_length=MAX_ROWS)]
+
+
+def _check_users(user: str | None, users: list[str] | None, rows: list[Any] | None) -> None:
+    """`user` or `users` (one id per row), not both."""
+    if user is not None and users is not None:
+        raise ValueError("give 'user' (one for every row) or 'users' (one per row), not both")
+    if users is not None and len(users) != len(rows or []):
+        raise ValueError(f"'users' has {len(users)} ids but 'rows' has {len(rows or [])} rows")
 
 
 class Strict(BaseModel):
@@ -49,6 +58,14 @@ class PredictIn(Strict):
         description="predict with this user's personal head (production's answer for a user "
         "without one; no probabilities); models with a pretrained backbone only",
     )
+    users: Users | None = Field(
+        None, description="one user id per row: row i by the head of users[i] (like 'user')"
+    )
+
+    @model_validator(mode="after")
+    def _users(self) -> PredictIn:
+        _check_users(self.user, self.users, self.rows)
+        return self
 
 
 class PredictOut(BaseModel):
@@ -78,6 +95,10 @@ class FeedbackIn(Strict):
         description="new samples of this user (stored with the user as subject), which "
         "personalise the user's head at once; models with a pretrained backbone only",
     )
+    users: Users | None = Field(
+        None, description="one user id per row (like 'user'): every named user's head "
+        "learns from their rows in one batched update",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _one_form(self) -> FeedbackIn:
@@ -88,10 +109,12 @@ class FeedbackIn(Strict):
             raise ValueError(f"{n} ids/rows but {len(self.labels)} labels")
         if self.ids is not None and (self.subject is not None or self.task is not None):
             raise ValueError("'subject' and 'task' go with 'rows' (new samples), not 'ids'")
-        if self.user is not None and (
-            self.ids is not None or self.subject is not None or self.task is not None
-        ):
-            raise ValueError("'user' goes with 'rows' alone (the user is the samples' subject)")
+        personal = self.user is not None or self.users is not None
+        if personal and (self.ids is not None or self.subject is not None or self.task is not None):
+            raise ValueError(
+                "'user' and 'users' go with 'rows' alone (the user is the samples' subject)"
+            )
+        _check_users(self.user, self.users, self.rows)
         return self
 
 
