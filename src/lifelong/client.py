@@ -6,12 +6,16 @@
     c.feedback(ids=out["ids"], labels=[3, 1])  # labels of those predictions, later
     c.feedback(rows=x, labels=y, subject="patient-17")  # new labelled samples
     c.versions(); c.promote("v1.2"); c.rollback(); c.forget("patient-17"); c.update()
+    c.predict(texts=["a review"], user="ann")  # a text model; a user's personal head
+    c.feedback(texts=docs, labels=y, users=owners)    # each row trains its owner's head
+    c.forget_user("ann")
 
 A refused request raises `ApiError` with the status code and the server's reason."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 
 class ApiError(Exception):
@@ -33,6 +37,18 @@ def _rows(x: Any) -> list[Any]:
 
 def _plain(v: Any) -> Any:
     return v.tolist() if hasattr(v, "tolist") else v
+
+
+def _inputs(rows: Any, texts: Any, user: Any, users: Any) -> dict[str, Any]:
+    """The inputs of a body: `rows` or `texts`, and the users they belong to, if any."""
+    if (rows is None) == (texts is None):
+        raise ValueError("give rows (features) or texts (a text model's documents)")
+    out: dict[str, Any] = {"rows": _rows(rows)} if rows is not None else {"texts": list(texts)}
+    if user is not None:
+        out["user"] = user
+    if users is not None:
+        out["users"] = [str(u) for u in users]
+    return out
 
 
 class Client:
@@ -62,15 +78,21 @@ class Client:
         return r.json() if r.content else None
 
     def predict(
-        self, rows: Any, *, task: Any = None, subject: Any = None, record: bool = True
+        self,
+        rows: Any = None,
+        *,
+        texts: list[str] | None = None,
+        task: Any = None,
+        subject: Any = None,
+        record: bool = True,
+        user: str | None = None,
+        users: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Classes, probabilities, the version that answered and the prediction ids."""
-        body = {
-            "rows": _rows(rows),
-            "task": _plain(task),
-            "subject": _plain(subject),
-            "record": record,
-        }
+        """Classes, probabilities, the version that answered and the prediction ids.
+        Inputs: feature `rows`, or `texts` for a text model; `user` (every row) or
+        `users` (one per row) answer with those users' personal heads."""
+        body: dict[str, Any] = {"task": _plain(task), "subject": _plain(subject), "record": record}
+        body.update(_inputs(rows, texts, user, users))
         return dict(self._call("POST", "/v1/predict", body))
 
     def feedback(
@@ -79,16 +101,22 @@ class Client:
         *,
         ids: Any = None,
         rows: Any = None,
+        texts: list[str] | None = None,
         subject: Any = None,
         task: Any = None,
+        user: str | None = None,
+        users: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Labels of earlier predictions (`ids`) or new labelled samples (`rows`);
-        returns once the server has committed them."""
+        """Labels of earlier predictions (`ids`) or new labelled samples (`rows`, or
+        `texts` for a text model; of `user`, or one user per row in `users`, to train
+        their personal heads); returns once the server has committed them."""
         body: dict[str, Any] = {"labels": _plain(labels)}
         if ids is not None:
             body["ids"] = _plain(ids)
-        if rows is not None:
-            body.update(rows=_rows(rows), subject=_plain(subject), task=_plain(task))
+        if rows is not None or texts is not None:
+            body.update(_inputs(rows, texts, user, users))
+            if subject is not None or task is not None:
+                body.update(subject=_plain(subject), task=_plain(task))
         return dict(self._call("POST", "/v1/feedback", body))
 
     def versions(self) -> dict[str, Any]:
@@ -108,6 +136,8 @@ class Client:
         return dict(self._call("POST", "/v1/update"))
 
     def forget(self, subject: str) -> dict[str, Any]:
-        from urllib.parse import quote
-
         return dict(self._call("DELETE", f"/v1/subjects/{quote(subject, safe='')}"))
+
+    def forget_user(self, user: str) -> dict[str, Any]:
+        """Delete a user's personal head, memory and samples (admin)."""
+        return dict(self._call("DELETE", f"/v1/users/{quote(user, safe='')}"))

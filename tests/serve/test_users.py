@@ -121,3 +121,62 @@ def test_many_users_per_request_from_the_model_in_memory(
         assert api.delete("/v1/users/ann", headers=auth(keys["admin"])).json()["head_deleted"]
         again = post("/v1/predict", {"rows": rows, "user": "ann", "record": False}, "predict")
         assert again.json()["classes"] == production["classes"]
+
+
+def test_texts_instead_of_rows(text_deployment: Path) -> None:
+    """A text model takes documents as `texts`: the same answers as their code-point rows;
+    texts train a user's head; `rows` and `texts` together, or texts to a model without a
+    text backbone, are refused with a 422 naming the problem."""
+    dep, texts = text_deployment, GOOD + BAD
+    keys = make_keys(dep)
+    with TestClient(create_app(dep, updater=False)) as api:
+        hp, hf = auth(keys["predict"]), auth(keys["feedback"])
+        by_rows = api.post("/v1/predict", json={"rows": encode_texts(texts).tolist(),
+                                                "record": False}, headers=hp)  # fmt: skip
+        by_texts = api.post("/v1/predict", json={"texts": texts, "record": False}, headers=hp)
+        assert by_texts.status_code == 200, by_texts.text
+        assert by_texts.json()["classes"] == by_rows.json()["classes"]
+        flipped = [1] * 4 + [0] * 4
+        for _ in range(2):
+            r = api.post("/v1/feedback", json={"texts": texts, "labels": flipped, "user": "al"},
+                         headers=hf)  # fmt: skip
+            assert r.status_code == 200 and r.json()["stored"] == 8, r.text
+        mine = api.post("/v1/predict", json={"texts": texts, "user": "al", "record": False},
+                        headers=hp).json()  # fmt: skip
+        assert np.mean(np.array(mine["classes"]) == flipped) > 0.8
+        both = {"texts": texts, "rows": [[1.0]] * 8}
+        r = api.post("/v1/predict", json=both, headers=hp)
+        assert r.status_code == 422 and "not both" in r.text
+
+
+def test_texts_need_a_text_model(deployment: tuple[Path, dict[str, str]]) -> None:
+    dep, keys = deployment
+    with TestClient(create_app(dep, updater=False)) as api:
+        r = api.post("/v1/predict", json={"texts": ["a film"]}, headers=auth(keys["predict"]))
+        assert r.status_code == 422 and "'texts' need a text model" in r.text
+
+
+def test_the_python_client_sends_texts_and_users(text_deployment: Path) -> None:
+    from lifelong.client import ApiError, Client
+
+    dep, texts = text_deployment, GOOD + BAD
+    keys = make_keys(dep)
+    with TestClient(create_app(dep, updater=False)) as api:
+        client = Client("http://testserver", keys["admin"])
+        client.http = api  # the in-process app behind the same httpx interface
+        api.headers["Authorization"] = f"Bearer {keys['admin']}"
+        flipped = [1] * 4 + [0] * 4
+        owners = ["al", "bo"] * 4
+        out = client.feedback(flipped, texts=texts, users=owners)
+        assert out["stored"] == 8 and out["details"]["users"] == 2
+        mixed = client.predict(texts=texts, users=owners, record=False)["classes"]
+        alone = {
+            u: client.predict(texts=texts, user=u, record=False)["classes"] for u in "al bo".split()
+        }  # noqa: E501
+        assert mixed == [alone[u][i] for i, u in enumerate(owners)]
+        assert client.forget_user("al")["head_deleted"]
+        with pytest.raises(ValueError, match="rows .* or texts"):
+            client.predict()
+        with pytest.raises(ApiError) as e:
+            client.predict(texts=texts, users=["al"])
+        assert e.value.status == 422 and "'texts' has 8 texts" in str(e.value.detail)

@@ -25,6 +25,7 @@ from lifelong.deploy import store
 from lifelong.deploy.deployment import Deployment
 from lifelong.deploy.errors import DeployError, UpdateRunning
 from lifelong.deploy.schema import check_batch
+from lifelong.models.pretrained import TextEncoder, find_encoder
 from lifelong.serve import schemas as s
 from lifelong.serve.guard import Guard
 from lifelong.serve.keys import Key, KeyRing
@@ -94,6 +95,19 @@ def _served(svc: Service) -> Any:
     return served
 
 
+def _features(served: Any, body: s.PredictIn | s.FeedbackIn) -> np.ndarray:
+    """The body's inputs as float32 rows; `texts` only for a text model (`text:...`)."""
+    if body.texts is not None:
+        try:
+            text_model = isinstance(find_encoder(served.learner.model), TextEncoder)
+        except ValueError:
+            text_model = False
+        if not text_model:
+            raise DeployError("'texts' need a text model (--model text:...); send feature 'rows'")
+    x: np.ndarray = body.features()
+    return x
+
+
 def _predict_users(svc: Service, body: s.PredictIn, users: str | list[str]) -> s.PredictOut:
     """Rows by their users' personal heads (production's for a user without one), with
     the learner this process serves and its cache of heads (`LiveUsers`); recorded with
@@ -102,7 +116,7 @@ def _predict_users(svc: Service, body: s.PredictIn, users: str | list[str]) -> s
     if body.task is not None:
         raise DeployError("'task' does not go with 'user' (personal heads have no tasks)")
     served = _served(svc)
-    x = np.asarray(body.rows, dtype=np.float32)
+    x = _features(served, body)
     classes = svc.users.predict(served, x, users)
     ids = None
     if body.record:
@@ -124,7 +138,8 @@ def _predict(svc: Service, body: s.PredictIn) -> s.PredictOut:
         return _predict_users(svc, body, users)
     served = _served(svc)
     learner = served.learner
-    batch = check_batch(body.rows, None, body.subject, body.task, shape=learner.input_shape)
+    x = _features(served, body)
+    batch = check_batch(x, None, body.subject, body.task, shape=learner.input_shape)
     task = batch.task if learner.scenario == "task" else None
     if learner.scenario != "task" and body.task is not None:
         raise DeployError(f"task ids are for the task scenario; this model is {learner.scenario!r}")
@@ -160,8 +175,8 @@ def _predict(svc: Service, body: s.PredictIn) -> s.PredictOut:
 def _feedback(svc: Service, body: s.FeedbackIn) -> s.FeedbackOut:
     users = body.users if body.users is not None else body.user
     if users is not None:
-        x = np.asarray(body.rows, dtype=np.float32)
-        details = svc.users.learn(_served(svc), x, np.asarray(body.labels), users)
+        served = _served(svc)
+        details = svc.users.learn(served, _features(served, body), np.asarray(body.labels), users)
         if isinstance(users, str):
             details["new_user"] = details["new_users"] == 1
         n, form = int(details["ingested"]), "samples"
@@ -170,7 +185,8 @@ def _feedback(svc: Service, body: s.FeedbackIn) -> s.FeedbackOut:
         details = out if isinstance(out, dict) else {"labelled": out}
         n, form = len(body.ids), "labels"
     else:
-        details = deploy.ingest(svc.path, body.rows, body.labels, body.subject, task=body.task)
+        x = body.features() if body.texts is None else _features(_served(svc), body)
+        details = deploy.ingest(svc.path, x, body.labels, body.subject, task=body.task)
         n, form = int(details["ingested"]), "samples"
     svc.updater.activity()
     svc.metrics.rows.labels(f"feedback_{form}").inc(n)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from lifelong.data.text import encode_texts
 
 MAX_ROWS = 10_000
 MAX_INT = 2**31 - 1
@@ -30,26 +33,60 @@ def clean_text(s: str) -> str:
 
 
 Subject = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(clean_text)]
+Text = Annotated[str, Field(max_length=100_000), AfterValidator(clean_text)]
+Texts = Annotated[list[Text], Field(min_length=1, max_length=MAX_ROWS)]
+
+
+def _inputs(
+    rows: list[Any] | None, texts: list[str] | None, required: bool = True
+) -> tuple[int, str]:
+    """How many inputs there are and their field: `rows` or `texts` (a text model's
+    documents), not both."""
+    if rows is not None and texts is not None:
+        raise ValueError("give 'rows' (features) or 'texts' (a text model's documents), not both")
+    if required and rows is None and texts is None:
+        raise ValueError("give 'rows' (features) or 'texts' (a text model's documents)")
+    if texts is not None:
+        return len(texts), "texts"
+    return len(rows or []), "rows"
+
+
+class Inputs(BaseModel):
+    """A body whose inputs are feature `rows` or, for a text model (`text:...`), `texts`
+    (encoded as the model's training read them: `lifelong.data.text.encode_texts`)."""
+
+    def features(self) -> Any:
+        """The inputs as float32 rows (texts as code points), or None when there are none."""
+        rows, texts = getattr(self, "rows", None), getattr(self, "texts", None)
+        if texts is not None:
+            return encode_texts(texts, column="texts")
+        return None if rows is None else np.asarray(rows, dtype=np.float32)
+
+
 Subjects = Subject | Annotated[list[Subject | None], Field(max_length=MAX_ROWS)] | None
 Tasks = ClassId | Annotated[list[ClassId], Field(max_length=MAX_ROWS)] | None
 User = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")]
 Users = Annotated[list[User], Field(min_length=1, max_length=MAX_ROWS)]
 
 
-def _check_users(user: str | None, users: list[str] | None, rows: list[Any] | None) -> None:
+def _check_users(user: str | None, users: list[str] | None, inputs: tuple[int, str]) -> None:
     """`user` or `users` (one id per row), not both."""
     if user is not None and users is not None:
         raise ValueError("give 'user' (one for every row) or 'users' (one per row), not both")
-    if users is not None and len(users) != len(rows or []):
-        raise ValueError(f"'users' has {len(users)} ids but 'rows' has {len(rows or [])} rows")
+    n, field = inputs
+    if users is not None and len(users) != n:
+        raise ValueError(f"'users' has {len(users)} ids but '{field}' has {n} {field}")
 
 
-class Strict(BaseModel):
+class Strict(Inputs):
     model_config = ConfigDict(extra="forbid")
 
 
 class PredictIn(Strict):
-    rows: Rows = Field(description="feature rows (flattened to the model's input shape)")
+    rows: Rows | None = Field(
+        None, description="feature rows (flattened to the model's input shape)"
+    )
+    texts: Texts | None = Field(None, description="documents, instead of rows (a text model)")
     task: Tasks = Field(None, description="task id (one, or one per row), task scenario only")
     subject: Subjects = Field(None, description="subject id (one, or one per row)")
     record: bool = Field(True, description="store the inputs (for drift and late labels)")
@@ -64,7 +101,7 @@ class PredictIn(Strict):
 
     @model_validator(mode="after")
     def _users(self) -> PredictIn:
-        _check_users(self.user, self.users, self.rows)
+        _check_users(self.user, self.users, _inputs(self.rows, self.texts))
         return self
 
 
@@ -88,6 +125,7 @@ class FeedbackIn(Strict):
         Annotated[list[Annotated[int, Field(ge=1, le=MAX_INT)]], Field(max_length=MAX_ROWS)] | None
     ) = None
     rows: Rows | None = None
+    texts: Texts | None = Field(None, description="documents, instead of rows (a text model)")
     subject: Subjects = None
     task: Tasks = None
     user: User | None = Field(
@@ -102,9 +140,13 @@ class FeedbackIn(Strict):
 
     @model_validator(mode="after")
     def _one_form(self) -> FeedbackIn:
-        if (self.ids is None) == (self.rows is None):
-            raise ValueError("give either 'ids' (earlier predictions) or 'rows' (new samples)")
-        n = len(self.ids if self.ids is not None else self.rows or [])
+        n_in = _inputs(self.rows, self.texts, required=False)
+        new = self.rows is not None or self.texts is not None
+        if (self.ids is None) == (not new):
+            raise ValueError(
+                "give either 'ids' (earlier predictions) or 'rows'/'texts' (new samples)"
+            )
+        n = len(self.ids) if self.ids is not None else n_in[0]
         if n != len(self.labels):
             raise ValueError(f"{n} ids/rows but {len(self.labels)} labels")
         if self.ids is not None and (self.subject is not None or self.task is not None):
@@ -114,7 +156,7 @@ class FeedbackIn(Strict):
             raise ValueError(
                 "'user' and 'users' go with 'rows' alone (the user is the samples' subject)"
             )
-        _check_users(self.user, self.users, self.rows)
+        _check_users(self.user, self.users, n_in)
         return self
 
 
