@@ -180,6 +180,7 @@ def test_ten_thousand_users_in_one_deployment(tiny_model: Path, tmp_path: Path) 
     assert "u00042" not in left and len(left) == n_users - 1
     assert all(left[uid] == after[uid] for uid in left)
     assert "u00042" not in subjects(dep) and not (dep / "users").exists()
+    assert deploy.status(dep)["users"] == n_users - 1
 
 
 def test_cli_user_column(

@@ -187,6 +187,8 @@ def _print_status(s: dict[str, Any]) -> None:
     kept = "kept" if mem["unmatched_kept"] else "dropped at the next update"
     line = f"replay memory: {mem['rows']} rows referring to stored samples"
     print(line + (f", {mem['unmatched']} not from the store ({kept})" if mem["unmatched"] else ""))
+    if s.get("users"):
+        print(f"users: {s['users']} with a personal head")
     for v in s["versions"]:
         m = v["metrics"]
         acc = ""
@@ -196,7 +198,10 @@ def _print_status(s: dict[str, Any]) -> None:
         print(f"  {v['id']:<8} {v['kind']:<9} parent={v['parent']}  {v['verdict']}{acc}")
     d = s["last_decision"]
     if d is not None:
-        print(f"last decision: {'run ' + d['mode'] if d['ran'] else 'no update'}: {d['reason']}")
+        again = f" (the same {d['repeats']} more times since)" if d.get("repeats") else ""
+        print(
+            f"last decision: {'run ' + d['mode'] if d['ran'] else 'no update'}: {d['reason']}{again}"
+        )
         print(f"  trigger scores: {json.dumps(d.get('scores') or {})}")
     print("last events:")
     for d in s["last_decisions"]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Connection
 
 from lifelong.deploy import store
@@ -74,6 +74,9 @@ def status(path: PathArg, last: int = 10) -> dict[str, Any]:
                 conn, s, s.c.label.is_(None), s.c.id > (0 if prod is None else prod["sample_to"])
             ),
             "predictions": _count(conn, store.predictions),
+            "users": (  # with a personal head (a deployment older than the table has none)
+                _count(conn, store.users) if inspect(conn).has_table("users") else 0
+            ),
             "holdouts": _count(conn, h),
             "memory": _memory(conn, prod),
             "last_decision": decision,
