@@ -101,6 +101,77 @@ def test_mixed_batch_is_scored_by_each_rows_own_head(per_user: int) -> None:
     assert torch.equal(m.predict(x, ids), got.argmax(1))
 
 
+def layouts(n: int, g: torch.Generator) -> dict[str, list[int]]:
+    """Slot layouts a mixed batch can have (slots of a 12-head bank)."""
+    perm = torch.randperm(n, generator=g).tolist()
+    even = [i * 4 // n for i in range(n)]  # 4 users, contiguous equal runs
+    uneven = sorted(torch.randint(5, (n,), generator=g).tolist())  # contiguous, uneven
+    skewed = [0] * (n - 3) + [7, 8, 9]  # one user has nearly every row
+    return {
+        "one": [3] * n,
+        "even": even,
+        "uneven": uneven,
+        "shuffled": [even[i] for i in perm],
+        "shuffled_uneven": [uneven[i] for i in perm],
+        "skewed_shuffled": [skewed[i] for i in perm],
+        "runs_repeat": [(i // 5) % 3 for i in range(n)],  # a user in several runs
+        "interleaved": [i % 12 for i in range(n)],
+        "distinct": torch.randperm(12, generator=g).tolist(),  # fewer rows: one a user
+    }
+
+
+@pytest.mark.parametrize("block", [None, 1, 3000])  # one block; one chunk per block; a few
+def test_bank_scores_every_layout_by_each_rows_own_head(
+    block: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lifelong.personal import heads
+
+    if block is not None:
+        monkeypatch.setattr(heads, "BLOCK_FLOATS", block)
+    g = torch.Generator().manual_seed(0)
+    bank = heads.HeadBank(DIM, C, capacity=12)
+    for u in range(12):
+        seen = torch.rand(C, generator=g) < 0.6 if u % 4 else torch.zeros(C, dtype=torch.bool)
+        bank.add(f"u{u}", torch.randn(C, DIM, generator=g), torch.randn(C, generator=g), seen)
+    for name, slots in layouts(36, g).items():
+        x = torch.randn(len(slots), DIM, generator=g)
+        s = torch.tensor(slots)
+        w, b, seen = bank.get(s)
+        want = torch.einsum("nd,ncd->nc", x, w) + b
+        keep = seen | ~seen.any(1, keepdim=True)
+        for given in (s, s.numpy(), slots[0] if name == "one" else s):
+            torch.testing.assert_close(bank.logits(x, given), want, msg=name)
+            got = bank.masked_logits(x, given)
+            torch.testing.assert_close(got, want.masked_fill(~keep, float("-inf")), msg=name)
+        xg = x.clone().requires_grad_(True)  # gradients flow to the features
+        bank.logits(xg, s).square().sum().backward()
+        assert xg.grad is not None
+        torch.testing.assert_close(xg.grad, torch.einsum("nc,ncd->nd", 2 * want, w))
+    assert bank.logits(x[:0], torch.zeros(0, dtype=torch.long)).shape == (0, C)
+    with pytest.raises(ValueError, match="one slot per row"):
+        bank.logits(x, torch.zeros(3, dtype=torch.long))
+
+
+def test_masked_bias_follows_every_change_to_the_heads() -> None:
+    m = model(strategy="naive", shared=False)
+    m.add_user("a")
+    x = rows(1, n=10)[0]
+    assert torch.isfinite(m.logits(x, "a")).all()  # learned nothing: every column kept
+    m.update({"a": rows(2, classes=(0, 2))})
+    assert torch.isinf(m.logits(x, "a")[:, [1, 3]]).all()  # seen through put()
+    assert torch.isfinite(m.logits(x, "a")[:, [0, 2]]).all()
+    m.bank.seen[m.bank.slots["a"], 1] = True  # an in-place write outside the bank's methods
+    assert torch.isfinite(m.logits(x, "a")[:, 1]).all()
+    m.bank.bias[m.bank.slots["a"], 0] = 1e4
+    assert (m.predict(x, "a") == 0).all()
+    for u in range(40):  # the bank grows: new tensors
+        m.add_user(f"n{u}")
+    assert torch.isfinite(m.logits(x, ["n39"] * 10)).all()
+    m.forget("a")
+    m.add_user("b")  # a's slot reused, zeroed: nothing masked
+    assert torch.isfinite(m.logits(x, "b")).all()
+
+
 def test_new_user_starts_from_the_shared_head_and_personalises() -> None:
     m = model(strategy="naive")
     x, y = rows(0, n=60)

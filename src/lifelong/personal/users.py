@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -229,17 +230,19 @@ class PersonalHeads:
         return pen
 
     # -- prediction ------------------------------------------------------------------------
-    def _slots(self, x: Any, users: str | list[str]) -> tuple[Tensor, Tensor]:
+    def _slots(self, x: Any, users: str | list[str]) -> tuple[Tensor, int | np.ndarray]:
+        """`x` as float features `[n, dim]` and the slot of each row's head (one slot for
+        all rows when `users` is one id)."""
         x = real_tensor(x, "features").float()
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"features must be [n, {self.dim}], got {tuple(x.shape)}")
         # the shared head's slot exists only with shared=True
         if isinstance(users, str):
-            return x, self.bank.index([users]).expand(int(x.shape[0]))
-        ids = list(users)
+            return x, self.bank.slot(users)
+        ids = users if isinstance(users, (list, tuple)) else list(users)
         if len(ids) != x.shape[0]:
             raise ValueError(f"need one user per row ({x.shape[0]}), got {len(ids)}")
-        return x, self.bank.index(ids)
+        return x, self.bank.slot_array(ids)
 
     @torch.no_grad()
     def logits(self, x: Any, users: str | list[str]) -> Tensor:
