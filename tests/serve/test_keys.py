@@ -13,6 +13,12 @@ from lifelong.deploy.deployment import Deployment
 from lifelong.serve.keys import KeyRing, allows, create_key, digest
 
 
+def auth(key: str) -> dict[str, str]:
+    """The header of a request with `key` (not imported from conftest: which folder's
+    conftest is the module `conftest` depends on what else pytest collected)."""
+    return {"Authorization": f"Bearer {key}"}
+
+
 def test_keys_create_prints_once_and_stores_a_hash(tmp_path: Path, run_dir: Path, capsys):
     import argparse
 
@@ -119,7 +125,6 @@ def test_the_service_refuses_a_revoked_key_within_a_second(deployment):
     from fastapi.testclient import TestClient
     from sqlalchemy import event
 
-    from conftest import auth
     from lifelong.serve.app import create_app
     from lifelong.serve.keys import revoke_key
 
