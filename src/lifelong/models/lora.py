@@ -28,10 +28,14 @@ class LoRALinear(nn.Module):
     Each set has a `key`: `-1` applies it to every sample, a task id `k >= 0` only to the
     samples whose task id (`route`, set by `LoRAModel` before each forward) is `k`. `B`
     starts at zero, so a new set leaves the layer's output unchanged until trained.
+    `grad_scale` multiplies the gradients that reach `A` and `B` (never the outputs, which
+    stay bit for bit those of the unscaled layer): with SGD a learning rate `grad_scale`
+    times the rest of the model's (SLCA's slow learner).
     """
 
     base: nn.Linear
     route: Tensor | None
+    grad_scale: float = 1.0
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
         super().__init__()
@@ -54,6 +58,8 @@ class LoRALinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.base(x)
         for a, b, key in zip(self.A, self.B, self.keys):
+            if self.grad_scale != 1.0 and (a.requires_grad or b.requires_grad):
+                a, b = _scaled_grad(a, self.grad_scale), _scaled_grad(b, self.grad_scale)
             if key < 0:
                 out = out + self.scale * (x @ a.t()) @ b.t()
             elif self.route is not None:  # a mask, not indexing: shapes stay static (vmap)
@@ -61,6 +67,12 @@ class LoRALinear(nn.Module):
                 delta = self.scale * (x @ a.t()) @ b.t()
                 out = torch.where(rows, out + delta.to(out.dtype), out)
         return out
+
+
+def _scaled_grad(p: Tensor, scale: float) -> Tensor:
+    """`p`'s exact value, with its gradient multiplied by `scale` (`p - p.detach()` is
+    exactly zero, so the forward pass is unchanged bit for bit)."""
+    return p.detach() + scale * (p - p.detach())
 
 
 class LoRAModel(nn.Module):
@@ -105,6 +117,11 @@ class LoRAModel(nn.Module):
         """Add an adapter set (see `LoRALinear.add_set`) to every adapted layer."""
         for layer in self.lora_layers():
             layer.add_set(key)
+
+    def set_grad_scale(self, scale: float) -> None:
+        """Scale the adapters' gradients by `scale` (see `LoRALinear.grad_scale`)."""
+        for layer in self.lora_layers():
+            layer.grad_scale = float(scale)
 
     def remove(self) -> nn.Module:
         """The original model: its original Linear objects back in place, flags restored."""

@@ -126,7 +126,9 @@ class TextEncoder(FrozenFeatures):
     Its outputs are those embeddings times `scale` (default: sqrt(hidden) for a normalized
     model, 19.6 for MiniLM, so a feature has unit mean square and a linear head learns at
     the usual learning rates; 1.0 gives the embeddings as they are). `prompt`, when set
-    (`add_prompt`), is a `[P, hidden]` parameter prepended to the token embeddings."""
+    (`add_prompt`), is a `[P, hidden]` parameter prepended to the token embeddings, or a
+    module called as `prompt(encoder, x)` that gives each text its own `[B, P, hidden]`
+    (L2P's prompt pool, `text_prompt.add_prompt_pool`)."""
 
     transformer: Any  # a Hugging Face model (`transformers.PreTrainedModel`)
 
@@ -144,7 +146,7 @@ class TextEncoder(FrozenFeatures):
         self.feature_size = int(self.transformer.config.hidden_size)
         root = self.feature_size**0.5 if normalize else 1.0
         self.scale = float(root if scale is None else scale)
-        self.prompt: nn.Parameter | None = None
+        self.prompt: nn.Parameter | nn.Module | None = None
         self.setup_cache(transformer, key, cache)
 
     def tokens(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -167,7 +169,10 @@ class TextEncoder(FrozenFeatures):
             hidden = self.transformer(input_ids=ids, attention_mask=mask).last_hidden_state
         else:
             words = self.transformer.get_input_embeddings()(ids)
-            p = self.prompt.to(words.dtype).unsqueeze(0).expand(len(ids), -1, -1)
+            if isinstance(self.prompt, nn.Module):  # a pool: each text's own prompts
+                p = self.prompt(self, x).to(words.dtype)
+            else:
+                p = self.prompt.to(words.dtype).unsqueeze(0).expand(len(ids), -1, -1)
             full = torch.cat([mask.new_ones(len(ids), p.shape[1]), mask], 1)
             out = self.transformer(inputs_embeds=torch.cat([p, words], 1), attention_mask=full)
             hidden = out.last_hidden_state[:, p.shape[1] :]

@@ -80,6 +80,10 @@ class Strategy:
     stores_samples: ClassVar[bool] = False
     #: it works on a pretrained text backbone only (`text:...` models; prompt tuning)
     needs_text_model: ClassVar[bool] = False
+    #: its `end` changes the model (classifier alignment): in a hybrid it runs before the
+    #: other strategies' `end`, which snapshot the model (EWC's anchor, LwF's teacher), so
+    #: the hybrid does not depend on the order it is written in
+    changes_model_at_end: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -208,6 +212,7 @@ class Hooks:
     def __init__(self, strategies: Sequence[Strategy]) -> None:
         for hook in ALL_HOOKS:
             setattr(self, hook, [s for s in strategies if s.overrides(hook)])
+        self.end.sort(key=lambda s: not s.changes_model_at_end)  # stable: then hybrid order
 
     train_data: list[Strategy]
     begin: list[Strategy]
