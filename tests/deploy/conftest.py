@@ -7,8 +7,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -94,3 +96,38 @@ def postgres() -> Iterator[tuple[str, Path]]:
     finally:
         subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+class Database:
+    """A fresh database on the test server: its URL, the folder PostgreSQL keeps its files
+    in (what a raw-bytes search must look through), and `checkpoint()`, which flushes
+    the server's buffers to those files. (A plain class: other test folders load this
+    module from its file, outside `sys.modules`, where `dataclass` fails.)"""
+
+    def __init__(self, url: str, files: Path, admin: Any) -> None:
+        self.url, self.files, self.admin = url, files, admin
+
+    def checkpoint(self) -> None:
+        from sqlalchemy import text
+
+        with self.admin.connect() as conn:
+            conn.execute(text("CHECKPOINT"))
+
+
+@pytest.fixture
+def pg_database(postgres: tuple[str, Path]) -> Iterator[Database]:
+    """A new database of its own on the session's PostgreSQL server."""
+    from sqlalchemy import create_engine, text
+
+    from lifelong.deploy.store import normalize_url
+
+    url, data_dir = postgres
+    admin = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+    name = f"dep_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+        oid = conn.execute(text(f"SELECT oid FROM pg_database WHERE datname = '{name}'")).scalar()
+    try:
+        yield Database(url.rsplit("/", 1)[0] + "/" + name, data_dir / "base" / str(oid), admin)
+    finally:
+        admin.dispose()

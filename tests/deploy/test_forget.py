@@ -4,7 +4,6 @@ server's table files hold neither the subject's feature bytes nor its id."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -58,29 +57,16 @@ def test_retention_expiry_leaves_no_bytes(tmp_path: Path, run_dir: Path, data, h
     assert holding([dep], old) == [] and deploy.status(dep)["samples"] == 10
 
 
-def test_ingest_update_forget_on_postgresql(tmp_path: Path, run_dir: Path, data, postgres, holding):
-    from sqlalchemy import create_engine, text
-
-    from lifelong.deploy.store import normalize_url
-
-    url, data_dir = postgres
-    admin = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
-    name = f"dep_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-        oid = conn.execute(text(f"SELECT oid FROM pg_database WHERE datname = '{name}'")).scalar()
-
-    def checkpoint() -> None:
-        with admin.connect() as conn:
-            conn.execute(text("CHECKPOINT"))
-
+def test_ingest_update_forget_on_postgresql(
+    tmp_path: Path, run_dir: Path, data, pg_database, holding
+):
     x, y = data
     dep = tmp_path / "dep"
-    deploy.create(dep, from_run=run_dir, db=url.rsplit("/", 1)[0] + "/" + name)
+    deploy.create(dep, from_run=run_dir, db=pg_database.url)
     assert deploy.predict(dep, x[300:303]).version == "v1.0"  # recorded, subject-less
     # the server's WAL (pg_wal/) keeps old records until its segments are recycled
-    _ingest_update_forget(dep, x, y, [dep, data_dir / "base" / str(oid)], checkpoint, holding)
-    admin.dispose()
+    roots = [dep, pg_database.files]
+    _ingest_update_forget(dep, x, y, roots, pg_database.checkpoint, holding)
 
 
 # -- strategies that keep samples outside a replay buffer ---------------------------------
@@ -163,31 +149,18 @@ def test_forget_rewrites_a_version_saved_with_samples(tmp_path: Path, data, hold
     assert deploy.predict(dep, x[300:305]).version == "v1.1"
 
 
-def test_forget_keeper_on_postgresql(tmp_path: Path, data, postgres, holding):
-    from sqlalchemy import create_engine, text
-
-    from lifelong.deploy.store import normalize_url
-
-    url, data_dir = postgres
-    admin = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
-    name = f"dep_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-        oid = conn.execute(text(f"SELECT oid FROM pg_database WHERE datname = '{name}'")).scalar()
+def test_forget_keeper_on_postgresql(tmp_path: Path, data, pg_database, holding):
     x, y = data
     dep = tmp_path / "dep"
-    mine, others = _two_versions(dep, "gem(mem_size=40)", x, y, url.rsplit("/", 1)[0] + "/" + name)
-    roots = [dep, data_dir / "base" / str(oid)]
-    with admin.connect() as conn:
-        conn.execute(text("CHECKPOINT"))
+    mine, others = _two_versions(dep, "gem(mem_size=40)", x, y, pg_database.url)
+    roots = [dep, pg_database.files]
+    pg_database.checkpoint()
     assert holding(roots, mine) and holding([dep / "versions"], mine) == []
     out = deploy.forget(dep, SUBJECT)
     assert out["deleted"] == 24 and out["versions_holding"] == []
-    with admin.connect() as conn:
-        conn.execute(text("CHECKPOINT"))
+    pg_database.checkpoint()
     assert holding(roots, mine) == []
     assert not set(_kept_rows(dep, "v1.1")) & set(mine) and _kept_rows(dep, "v1.1")
-    admin.dispose()
 
 
 def test_sample_rows_name_what_they_cannot_reach():

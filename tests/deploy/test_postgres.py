@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,10 @@ from lifelong.deploy.deployment import Deployment
 SUBJECT = "patient-pg-42"
 
 
-def test_lock_and_forget_with_replay_on_postgresql(tmp_path: Path, data, postgres, holding):
-    from sqlalchemy import create_engine, text
-
-    url, data_dir = postgres
-    admin = create_engine(store.normalize_url(url), isolation_level="AUTOCOMMIT")
-    name = f"dep_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-        oid = conn.execute(text(f"SELECT oid FROM pg_database WHERE datname = '{name}'")).scalar()
+def test_lock_and_forget_with_replay_on_postgresql(tmp_path: Path, data, pg_database, holding):
     x, y = data
     dep = tmp_path / "dep"
-    db = url.rsplit("/", 1)[0] + "/" + name
+    db = pg_database.url
     deploy.create(dep, model="mlp(hidden=(16,))", strategy="replay(mem_size=60)", db=db)
     subjects = [SUBJECT if i % 3 == 0 else "other" for i in range(90)]
     deploy.ingest(dep, x[:90], y[:90], subjects)
@@ -44,15 +35,12 @@ def test_lock_and_forget_with_replay_on_postgresql(tmp_path: Path, data, postgre
         conn.execute(store.locks.update().values(owner=f"{socket.gethostname()}:999999999"))
     assert deploy.update(dep, force=True)["version"] == "v1.1"
 
-    roots = [dep, data_dir / "base" / str(oid)]
+    roots = [dep, pg_database.files]
     needles = [x[i].tobytes() for i in range(0, 90, 3)] + [SUBJECT.encode()]
-    with admin.connect() as conn:
-        conn.execute(text("CHECKPOINT"))
+    pg_database.checkpoint()
     assert holding(roots, needles)
     out = deploy.forget(dep, SUBJECT)
     assert out["deleted"] == 30 and out["versions_holding"] == []
-    with admin.connect() as conn:
-        conn.execute(text("CHECKPOINT"))
+    pg_database.checkpoint()
     assert holding(roots, needles) == []
     assert 0 < deploy.status(dep)["memory"]["rows"] < 60
-    admin.dispose()

@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import string
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,8 @@ _spec = importlib.util.spec_from_file_location(  # the deployment tests' Postgre
 assert _spec is not None and _spec.loader is not None
 _deploy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_deploy)
-postgres, files_holding = _deploy.postgres, _deploy.files_holding
+postgres, pg_database = _deploy.postgres, _deploy.pg_database
+files_holding = _deploy.files_holding
 
 TEXTS = ["alpha report", "beta memo", "gamma invoice"]  # one per class
 CHARS = 32  # the deployment's input rows: 32 code points
@@ -260,17 +260,9 @@ def test_folders_from_before_the_table_are_moved_in(tiny_model: Path, tmp_path: 
     assert list(rows(dep)) == ["old-user"] and not (dep / "users").exists()
 
 
-def test_users_table_on_postgresql(tiny_model: Path, tmp_path: Path, postgres: Any) -> None:
-    from sqlalchemy import create_engine, text
-
-    url, data_dir = postgres
-    admin = create_engine(store.normalize_url(url), isolation_level="AUTOCOMMIT")
-    name = f"users_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-        oid = conn.execute(text(f"SELECT oid FROM pg_database WHERE datname = '{name}'")).scalar()
+def test_users_table_on_postgresql(tiny_model: Path, tmp_path: Path, pg_database: Any) -> None:
     dep = tmp_path / "dep"
-    deploy.create(dep, from_run=tiny_model, db=url.rsplit("/", 1)[0] + "/" + name)
+    deploy.create(dep, from_run=tiny_model, db=pg_database.url)
     texts = encode_texts(TEXTS, max_chars=CHARS)
     users = ["pg-ann", "pg-bob", "pg-cy"]
     y = np.array([PERMS[i][j] for i in range(3) for j in range(3)])
@@ -285,16 +277,13 @@ def test_users_table_on_postgresql(tiny_model: Path, tmp_path: Path, postgres: A
     assert after["pg-ann"] == before["pg-ann"] and after["pg-cy"] == before["pg-cy"]
     assert after["pg-bob"][1] == 2
     needles = [read_user_bytes(after["pg-bob"][0])["weight"].numpy().tobytes()]
-    roots = [dep, data_dir / "base" / str(oid)]
-    with admin.connect() as conn:
-        conn.execute(text("CHECKPOINT"))
+    roots = [dep, pg_database.files]
+    pg_database.checkpoint()
     assert files_holding(roots, needles), "the search must see the user's head"
     assert forget_user(dep, "pg-bob")["head_deleted"]
-    with admin.connect() as conn:
-        conn.execute(text("CHECKPOINT"))
+    pg_database.checkpoint()
     assert files_holding(roots, needles) == []
     assert sorted(rows(dep)) == ["pg-ann", "pg-cy"] and "pg-bob" not in subjects(dep)
-    admin.dispose()
 
 
 def test_a_row_changed_during_an_update_is_read_again(
